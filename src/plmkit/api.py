@@ -1,0 +1,205 @@
+"""One public function per CLI command; the CLI parses arguments and calls exactly these.
+
+    from plmkit import load_config, pretrain
+    result = pretrain(load_config("configs/debug/mlm.yaml", overrides=["train.max_steps=50"]))
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from accelerate import PartialState
+from accelerate.utils import set_seed
+
+from plmkit.config import RunConfig, save_config
+from plmkit.data import load_corpus, prepare_shards
+from plmkit.data.pack import KEYED_SETTINGS, input_fingerprint
+from plmkit.errors import PlmError
+from plmkit.models import ARCHS, build_model, load_pretrained_model
+from plmkit.objectives import build_objective, objectives
+from plmkit.tokenization import check_compatibility, load_tokenizer, train_tokenizer
+from plmkit.tokenization.compat import max_positions
+from plmkit.training import fit
+from plmkit.training.logging import stderr
+
+RUN_ARTIFACTS = ("metrics.jsonl", "checkpoints", "final")
+"""A folder holding any of these holds a run: pretrain refuses it unless told to resume or overwrite."""
+WRITTEN = RUN_ARTIFACTS + ("config.yaml", "loss.png", "results.json", "data_report.json", "tokenizer", "tensorboard")
+"""Everything a run writes; --overwrite deletes these (and nothing else) before starting again."""
+
+
+@dataclass
+class RunResult:
+    output_dir: Path
+    metrics: dict = field(default_factory=dict)
+
+
+def train_tokenizer_for(cfg: RunConfig, *, show_progress: bool = True):
+    """`plm tokenizer train`: train the configured tokenizer on the training documents into run_dir/tokenizer/.
+
+    Trained tokenizers are cached by a hash of the data and tokenizer settings: the `tokenizers` trainers for
+    WordPiece and Unigram are not reproducible run to run (huggingface/tokenizers#1794), and the cache makes two
+    runs on the same data use the same vocabulary, so their losses compare."""
+    out = Path(cfg.run.output_dir) / "tokenizer"
+    cached = Path(cfg.data.cache_dir).expanduser() / f"tokenizer-{_tokenizer_key(cfg)}"
+    if not (cached / "tokenizer.json").is_file():
+        corpus = load_corpus(cfg.data, cfg.run.seed)
+        tmp = cached.with_name(f"{cached.name}.tmp-{os.getpid()}")
+        train_tokenizer(corpus.train, cfg.tokenizer, cfg.model.arch, tmp, show_progress=show_progress)
+        shutil.rmtree(cached, ignore_errors=True)
+        os.replace(tmp, cached)
+    else:
+        stderr.print(f"reusing the tokenizer trained on the same data and settings: {cached}")
+    tokenizer = load_tokenizer(str(cached))
+    tokenizer.save_pretrained(out)
+    stderr.print(f"tokenizer ({cfg.tokenizer.train.algorithm}, {len(tokenizer)} tokens) saved to {out}")
+    return tokenizer
+
+
+def _tokenizer_key(cfg: RunConfig) -> str:
+    parts = {"input": input_fingerprint(cfg.data), "seed": cfg.run.seed, "arch": cfg.model.arch,
+             "data": {k: getattr(cfg.data, k) for k in KEYED_SETTINGS}, "tokenizer": asdict(cfg.tokenizer)}
+    return hashlib.blake2b(json.dumps(parts, sort_keys=True, default=str).encode(), digest_size=12).hexdigest()
+
+
+def resolve_tokenizer(cfg: RunConfig, *, show_progress: bool = True):
+    """The run's tokenizer: tokenizer.pretrained, else init.from's, else run_dir/tokenizer, else a trained one."""
+    if cfg.tokenizer.pretrained:
+        return load_tokenizer(cfg.tokenizer.pretrained, special_tokens=cfg.tokenizer.special_tokens)
+    if cfg.init.from_:
+        return load_tokenizer(cfg.init.from_, special_tokens=cfg.tokenizer.special_tokens)
+    saved = Path(cfg.run.output_dir) / "tokenizer"
+    if (saved / "tokenizer.json").is_file():
+        return load_tokenizer(str(saved))
+    return train_tokenizer_for(cfg, show_progress=show_progress)
+
+
+def prepare_data(cfg: RunConfig, *, show_progress: bool = True):
+    """`plm data prepare`: tokenize the corpus once into cached, memory-mapped shards; returns PreparedData."""
+    tokenizer = resolve_tokenizer(cfg, show_progress=show_progress)
+    data = prepare_shards(cfg.data, tokenizer, cfg.run.seed, show_progress=show_progress)
+    stderr.print(f"shards in {data.path}: {json.dumps(data.report.to_dict())}")
+    return data
+
+
+def pretrain(cfg: RunConfig, *, resume: bool = False, overwrite: bool = False,
+             show_progress: bool = True) -> RunResult:
+    """`plm pretrain`: tokenizer -> packed shards -> model -> training loop -> final/ (save_pretrained).
+
+    Args:
+        resume: continue from the latest checkpoint in run.output_dir.
+        overwrite: delete the artifacts of an earlier run in run.output_dir first.
+    """
+    run_dir = Path(cfg.run.output_dir)
+    state = PartialState()
+    kind = objectives.get(cfg.objective.name).factory.model_kind
+    if state.is_main_process:
+        _claim_run_dir(run_dir, resume=resume, overwrite=overwrite)
+        save_config(cfg, run_dir / "config.yaml")
+    state.wait_for_everyone()
+    set_seed(cfg.run.seed)
+    with state.main_process_first():  # the main process trains the tokenizer and writes shards; others reuse them
+        tokenizer = resolve_tokenizer(cfg, show_progress=show_progress)
+        if state.is_main_process and not (run_dir / "tokenizer" / "tokenizer.json").is_file():
+            tokenizer.save_pretrained(run_dir / "tokenizer")
+        data = prepare_shards(cfg.data, tokenizer, cfg.run.seed, show_progress=show_progress)
+    objective = build_objective(cfg.objective, tokenizer, cfg.run.seed)
+    if cfg.init.from_:
+        model = load_pretrained_model(cfg.init.from_, kind)
+    else:
+        if ARCHS.get(cfg.model.arch) != kind:
+            fits = [a for a, k in ARCHS.items() if k == kind]
+            raise PlmError(f"objective {cfg.objective.name!r} trains a {kind} model but model.arch is "
+                           f"{cfg.model.arch!r}; set model.arch to one of {', '.join(fits)}")
+        model = build_model(cfg.model, tokenizer, kind)
+    check_compatibility(tokenizer, model.config, block_size=cfg.data.block_size, needs=objective.needs)
+    cls_id = tokenizer.cls_token_id if kind == "masked_lm" else None
+    blocks = {split: data.dataset(split, cfg.data.block_size, cls_id=cls_id, with_segments=cfg.data.doc_attention)
+              for split in ("train", "validation")}
+    if state.is_main_process:
+        (run_dir / "data_report.json").write_text(json.dumps(data.report.to_dict(), indent=1))
+        stderr.print(f"model: {cfg.model.arch if not cfg.init.from_ else cfg.init.from_}, "
+                     f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters; "
+                     f"{len(blocks['train']):,} training blocks of {cfg.data.block_size} tokens")
+    result = fit(cfg, model, objective, blocks["train"], blocks["validation"], run_dir, resume=resume,
+                 show_progress=show_progress)
+    metrics = {"steps": result.steps, "tokens_seen": result.tokens_seen, **result.metrics}
+    if state.is_main_process:
+        model_card = render_model_card(cfg, data.report.to_dict(), metrics, kind)
+        export_final(model, tokenizer, run_dir, model_card)
+        (run_dir / "results.json").write_text(json.dumps(metrics, indent=1))
+    state.wait_for_everyone()
+    return RunResult(output_dir=run_dir, metrics=metrics)
+
+
+def _claim_run_dir(run_dir: Path, *, resume: bool, overwrite: bool) -> None:
+    existing = [name for name in RUN_ARTIFACTS if (run_dir / name).exists()]
+    if existing and not (resume or overwrite):
+        raise PlmError(f"{run_dir} already holds a run ({', '.join(existing)}); pass --resume to continue it, "
+                       "--overwrite to start again, or set run.output_dir to another folder")
+    if overwrite and not resume:
+        for path in (run_dir / name for name in WRITTEN):
+            if path.is_dir():
+                shutil.rmtree(path)
+            elif path.exists():
+                path.unlink()
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+
+def export_final(model, tokenizer, run_dir: Path, model_card: str) -> Path:
+    """Write final/ atomically: save_pretrained (safetensors, unwrapped) + tokenizer + model card README.md."""
+    from accelerate.utils import extract_model_from_parallel
+
+    model = extract_model_from_parallel(model)  # drops DDP and torch.compile wrappers (no `_orig_mod.` keys)
+    final, tmp = run_dir / "final", run_dir / ".final.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp, safe_serialization=True)
+    tokenizer.model_max_length = max_positions(model.config)
+    tokenizer.save_pretrained(tmp)
+    (tmp / "README.md").write_text(model_card, encoding="utf-8")
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    return final
+
+
+def render_model_card(cfg: RunConfig, report: dict, metrics: dict, kind: str) -> str:
+    """A Hugging Face model card: data, tokenizer, objective, steps, tokens and final metrics."""
+    task = {"masked_lm": "fill-mask", "causal_lm": "text-generation"}[kind]
+    auto = {"masked_lm": "AutoModelForMaskedLM", "causal_lm": "AutoModelForCausalLM"}[kind]
+    source = cfg.data.hf_dataset or ", ".join(cfg.data.paths)
+    tokenizer = cfg.tokenizer.pretrained or cfg.init.from_ or (
+        f"{cfg.tokenizer.train.algorithm}, trained on the same data, vocabulary {cfg.tokenizer.train.vocab_size}")
+    objective = ", ".join(f"{k}={v}" for k, v in vars(cfg.objective).items())
+    lines = [
+        "---", "library_name: transformers", f"pipeline_tag: {task}", "tags: [plmkit]", "---", "",
+        f"# {cfg.run.name}", "",
+        (f"A {cfg.model.arch if not cfg.init.from_ else 'continued ' + cfg.init.from_} model pre-trained "
+         f"with plmkit ({cfg.objective.name})."), "",
+        "| | |", "|---|---|",
+        f"| data | {source} |",
+        f"| documents (train / validation) | {report.get('train_documents')} / {report.get('validation_documents')} |",
+        f"| tokenizer | {tokenizer} |",
+        f"| objective | {objective} |",
+        f"| block size | {cfg.data.block_size} tokens |",
+        f"| steps | {metrics['steps']} |",
+        f"| tokens seen | {metrics['tokens_seen']:,} |",
+    ]
+    for key in ("initial_eval_loss", "eval_loss", "eval_ppl"):
+        if metrics.get(key) is not None:
+            lines.append(f"| {key.replace('_', ' ')} | {metrics[key]:.4f} |")
+    if metrics.get("initial_eval_loss") is not None:
+        lines.append(f"| eval perplexity before training | {math.exp(min(metrics['initial_eval_loss'], 50)):.1f} |")
+    lines += ["", "## Use", "", "```python",
+              f"from transformers import {auto}, AutoTokenizer, pipeline",
+              'model_dir = "path/to/final"',
+              f"model = {auto}.from_pretrained(model_dir)",
+              "tokenizer = AutoTokenizer.from_pretrained(model_dir)",
+              f'pipe = pipeline("{task}", model=model_dir)', "```", ""]
+    return "\n".join(lines)

@@ -1,0 +1,155 @@
+"""The `plm` command line: each command parses its arguments, loads the config and calls one plmkit.api function.
+
+Errors the user can fix print one line on stderr and exit with status 2 (`plm --debug ...` shows the traceback).
+Machine-readable results go to stdout as one JSON object on one line; progress and logs go to stderr.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="plmkit: pre-train, fine-tune, evaluate and share language models.")
+config_app = typer.Typer(no_args_is_help=True, help="Show and check run configs.")
+tokenizer_app = typer.Typer(no_args_is_help=True, help="Tokenizer stage only.")
+data_app = typer.Typer(no_args_is_help=True, help="Data stage only.")
+app.add_typer(config_app, name="config")
+app.add_typer(tokenizer_app, name="tokenizer")
+app.add_typer(data_app, name="data")
+
+ConfigArg = Annotated[Path, typer.Argument(help="A run config YAML (see configs/).")]
+SetOpt = Annotated[list[str] | None, typer.Option("--set", help="Override a key: --set train.lr=1e-3 (repeatable).")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
+
+
+def emit(result: dict) -> None:
+    """The command's result: one JSON object on one stdout line."""
+    sys.stdout.write(json.dumps(result, default=str) + "\n")
+    sys.stdout.flush()
+
+
+@app.callback()
+def _root(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")] = False) -> None:
+    if debug:
+        os.environ["PLMKIT_DEBUG"] = "1"
+
+
+@app.command()
+def quickstart(
+    out: Annotated[Path, typer.Option(help="Folder for the run; DIR/final/ is the pre-trained model.")] = Path(
+        "runs/quickstart"),
+    data: Annotated[list[str] | None, typer.Option(help="Your own text files or globs instead of the "
+                                                      "standard-library docstrings (repeatable).")] = None,
+    max_steps: Annotated[int | None, typer.Option(help="Training steps (default: the quickstart's).")] = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Train a tokenizer and a small BERT on text every Python install has, offline, in a few minutes on a CPU."""
+    from plmkit.quickstart import run_quickstart
+
+    emit(run_quickstart(out, data=data, max_steps=max_steps, show_progress=not quiet))
+
+
+@app.command()
+def pretrain(config: ConfigArg, set_: SetOpt = None,
+             resume: Annotated[bool, typer.Option(help="Continue from the latest checkpoint.")] = False,
+             overwrite: Annotated[bool, typer.Option(help="Delete an earlier run in the output folder.")] = False,
+             quiet: QuietOpt = False) -> None:
+    """Pre-train a model (masked or causal LM) from a config; the model lands in run.output_dir/final/."""
+    from plmkit import api, load_config
+
+    result = api.pretrain(load_config(config, set_), resume=resume, overwrite=overwrite, show_progress=not quiet)
+    emit({"output_dir": str(result.output_dir), **result.metrics})
+
+
+@tokenizer_app.command("train")
+def tokenizer_train(config: ConfigArg, set_: SetOpt = None, quiet: QuietOpt = False) -> None:
+    """Train the configured tokenizer on the training documents into run.output_dir/tokenizer/."""
+    from plmkit import api, load_config
+
+    cfg = load_config(config, set_)
+    tokenizer = api.train_tokenizer_for(cfg, show_progress=not quiet)
+    emit({"tokenizer_dir": str(Path(cfg.run.output_dir) / "tokenizer"), "vocab_size": len(tokenizer)})
+
+
+@data_app.command("prepare")
+def data_prepare(config: ConfigArg, set_: SetOpt = None, quiet: QuietOpt = False) -> None:
+    """Tokenize the corpus once into cached, memory-mapped shards (a second run reuses them)."""
+    from plmkit import api, load_config
+
+    data = api.prepare_data(load_config(config, set_), show_progress=not quiet)
+    emit({"shards": str(data.path), **data.report.to_dict()})
+
+
+@config_app.command("show")
+def config_show(config: Annotated[Path | None, typer.Argument(help="A run config YAML.")] = None,
+                set_: SetOpt = None,
+                doc: Annotated[bool, typer.Option("--doc", help="List every key with its default and meaning.")]
+                = False) -> None:
+    """Print the resolved, validated config as YAML (or, with --doc, the reference of every key)."""
+    from plmkit.config import field_docs, load_config, to_yaml
+
+    if doc:
+        for key, type_, default, text in field_docs():
+            typer.echo(f"{key} ({type_}, default {default!r}): {text}")
+        return
+    typer.echo(to_yaml(load_config(config, set_)), nl=False)
+
+
+@config_app.command("check")
+def config_check(folder: Annotated[Path, typer.Argument(help="Folder of YAML configs.")]) -> None:
+    """Load and validate every YAML config under a folder."""
+    from plmkit.config import load_config
+
+    paths = sorted(folder.rglob("*.yaml"))
+    for path in paths:
+        load_config(path)
+        typer.echo(f"ok  {path}", err=True)
+    emit({"checked": len(paths)})
+
+
+@app.command("list")
+def list_(what: Annotated[str, typer.Argument(help="objectives")] = "objectives") -> None:
+    """List what a registry holds, one line each with its docstring."""
+    from plmkit.objectives import objectives
+
+    registries = {"objectives": objectives}
+    if what not in registries:
+        raise typer.BadParameter(f"choose one of: {', '.join(registries)}")
+    for entry in registries[what]:
+        typer.echo(f"{entry.name:12s} {entry.doc}")
+
+
+def main() -> None:
+    """Console entry point: run the app, turning PlmError into one clear line on stderr."""
+    from plmkit.errors import PlmError
+
+    try:
+        app(standalone_mode=False)
+    except PlmError as e:
+        if os.environ.get("PLMKIT_DEBUG"):
+            raise
+        typer.echo(f"error: {e}", err=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        typer.echo("interrupted; completed checkpoints are kept (continue with --resume)", err=True)
+        sys.exit(130)
+    except Exception as e:  # click usage errors and the like
+        import click
+
+        if isinstance(e, click.exceptions.Exit):
+            sys.exit(e.exit_code)
+        if isinstance(e, click.ClickException):
+            e.show()
+            sys.exit(e.exit_code)
+        if isinstance(e, click.exceptions.Abort):
+            sys.exit(1)
+        if os.environ.get("PLMKIT_DEBUG"):
+            raise
+        typer.echo(f"error: {type(e).__name__}: {e} (run `plm --debug ...` for the traceback)", err=True)
+        sys.exit(1)

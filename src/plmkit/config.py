@@ -1,0 +1,384 @@
+"""The one typed run config: dataclass defaults -> YAML file -> `--set key.path=value` overrides.
+
+Unknown keys, wrong types and out-of-range values fail at load time with a message naming the key and the file.
+    plm config show configs/debug/mlm.yaml --set train.lr=1e-3
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import itertools
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from plmkit.errors import ConfigError
+
+
+@dataclass
+class RunSection:
+    name: str = "plm-run"
+    """Name of the run; the default output folder is runs/<name>."""
+    output_dir: str = "runs/${run.name}"
+    """Folder for config.yaml, metrics.jsonl, checkpoints/ and final/."""
+    seed: int = 13
+    """Seed for weights, data order, masking and dropout."""
+
+
+@dataclass
+class DataConfig:
+    source: str = "auto"
+    """Where documents come from: auto (by file extension) | text | jsonl | hf (Hugging Face datasets)."""
+    paths: list[str] = field(default_factory=list)
+    """Files or globs (text or JSONL), or a local dataset folder when source is hf."""
+    doc_split: str = "blank_line"
+    """How plain text splits into documents: blank_line (paragraph blocks) | line (one per line)."""
+    text_field: str = "text"
+    """Field holding the text in JSONL records and Hugging Face datasets."""
+    hf_dataset: str | None = None
+    """Hugging Face dataset name or local folder (source: hf), e.g. wikitext."""
+    hf_config: str | None = None
+    """Configuration name of the Hugging Face dataset, e.g. wikitext-2-raw-v1."""
+    hf_split: str = "train"
+    """Split of the Hugging Face dataset to read."""
+    normalization: str = "NFC"
+    """Unicode normalisation applied to every document: NFC | NFKC | none."""
+    min_chars: int = 20
+    """Documents shorter than this many characters (after stripping) are dropped."""
+    dedup: bool = True
+    """Drop exact duplicate documents (after normalisation)."""
+    validation_fraction: float = 0.01
+    """Share of documents held out for evaluation, chosen by a hash of each document (deterministic)."""
+    block_size: int = 128
+    """Tokens per training example after packing documents end to end."""
+    doc_attention: bool = False
+    """Block attention between documents packed into the same block (per-document attention)."""
+    cache_dir: str = "~/.cache/plmkit/shards"
+    """Where tokenized shards are cached, keyed by a hash of the data and tokenizer settings."""
+    shard_tokens: int = 50_000_000
+    """Maximum tokens per memory-mapped shard file."""
+
+
+@dataclass
+class TokenizerTrainConfig:
+    algorithm: str = "wordpiece"
+    """bpe (byte-level) | wordpiece | unigram."""
+    vocab_size: int = 8000
+    """Size of the trained vocabulary, special tokens included."""
+    min_frequency: int = 2
+    """Merges / pieces seen fewer times than this are not added (bpe, wordpiece)."""
+    lowercase: bool = False
+    """Lower-case text before tokenizing."""
+    max_docs: int | None = None
+    """Train the tokenizer on at most this many documents (all when null)."""
+
+
+@dataclass
+class TokenizerConfig:
+    pretrained: str | None = None
+    """An existing tokenizer folder or hub id; when set, no tokenizer is trained."""
+    train: TokenizerTrainConfig = field(default_factory=TokenizerTrainConfig)
+    special_tokens: dict[str, str] | None = None
+    """Role -> token (pad, unk, cls, sep, mask, bos, eos); null picks the model architecture's usual set."""
+
+
+@dataclass
+class ModelConfig:
+    arch: str = "bert"
+    """bert | roberta (masked LM); gpt2 | llama (causal LM)."""
+    hidden_size: int = 256
+    num_layers: int = 4
+    num_heads: int = 4
+    intermediate_size: int | None = None
+    """Feed-forward width; null means 4 x hidden_size."""
+    max_position_embeddings: int = 512
+    """Longest sequence the model accepts; data.block_size must fit."""
+    dropout: float = 0.1
+    """Dropout on hidden states and attention probabilities."""
+    vocab_size: int | None = None
+    """Embedding rows; null means the tokenizer's vocabulary size."""
+
+
+@dataclass
+class InitConfig:
+    from_: str | None = None
+    """YAML key `init.from`: a Hugging Face folder or hub id to continue from (domain-adaptive pre-training)."""
+
+
+@dataclass
+class TrainConfig:
+    max_steps: int = 1000
+    """Optimizer steps; ignored when epochs is set."""
+    epochs: float | None = None
+    """Passes over the training blocks; when set, max_steps is derived from it."""
+    batch_size: int = 32
+    """Blocks per device per micro-batch; effective batch = batch_size x grad_accum x devices."""
+    grad_accum: int = 1
+    """Micro-batches per optimizer step."""
+    lr: float = 5.0e-4
+    """Peak learning rate."""
+    lr_schedule: str = "linear"
+    """constant | linear | cosine (after warm-up)."""
+    warmup_steps: int = 0
+    """Steps of linear warm-up from 0 to lr."""
+    weight_decay: float = 0.01
+    """AdamW weight decay (never on biases, LayerNorm/RMSNorm and embeddings)."""
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.98
+    adam_eps: float = 1.0e-6
+    max_grad_norm: float = 1.0
+    """Gradient clipping threshold (0 disables clipping)."""
+    precision: str = "fp32"
+    """fp32 | bf16 | fp16 (mapped onto accelerate's mixed_precision)."""
+    gradient_checkpointing: bool = False
+    """Recompute activations in the backward pass to save memory."""
+    log_every: int = 10
+    """Write a metrics.jsonl row every this many steps (and at the last step)."""
+    eval_every: int = 200
+    """Evaluate every this many steps (0: only at the start and the end)."""
+    eval_blocks: int = 256
+    """Validation blocks in the fixed evaluation set (same blocks and masks every time)."""
+    save_every: int = 500
+    """Write a checkpoint every this many steps (and at the last step)."""
+    keep_checkpoints: int = 2
+    """Checkpoints kept in checkpoints/ (the oldest are deleted)."""
+    num_workers: int = 0
+    """DataLoader worker processes."""
+
+
+@dataclass
+class LogConfig:
+    to: list[str] = field(default_factory=lambda: ["console", "jsonl"])
+    """Any of console, jsonl, tensorboard."""
+
+
+@dataclass
+class RunConfig:
+    run: RunSection = field(default_factory=RunSection)
+    data: DataConfig = field(default_factory=DataConfig)
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    init: InitConfig = field(default_factory=InitConfig)
+    objective: Any = field(default_factory=lambda: {"name": "mlm"})
+    """The objective: `name` picks it from the registry (plm list objectives); the rest are its settings."""
+    train: TrainConfig = field(default_factory=TrainConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+
+
+# `from` is a Python keyword, so the dataclass field is `from_`; YAML and --set use `init.from`.
+_KEYWORD_KEYS = {("init", "from"): "from_"}
+
+CHOICES = {
+    "data.source": ("auto", "text", "jsonl", "hf"),
+    "data.doc_split": ("blank_line", "line"),
+    "data.normalization": ("NFC", "NFKC", "none"),
+    "tokenizer.train.algorithm": ("bpe", "wordpiece", "unigram"),
+    "model.arch": ("bert", "roberta", "gpt2", "llama"),
+    "train.lr_schedule": ("constant", "linear", "cosine"),
+    "train.precision": ("fp32", "bf16", "fp16"),
+}
+POSITIVE = ("data.block_size", "data.shard_tokens", "tokenizer.train.vocab_size", "model.hidden_size",
+            "model.num_layers", "model.num_heads", "model.max_position_embeddings", "train.max_steps",
+            "train.batch_size", "train.grad_accum", "train.lr", "train.log_every", "train.save_every",
+            "train.keep_checkpoints", "train.eval_blocks")
+NON_NEGATIVE = ("data.min_chars", "train.warmup_steps", "train.weight_decay", "train.max_grad_norm",
+                "train.eval_every", "train.num_workers", "tokenizer.train.min_frequency")
+FRACTIONS = ("data.validation_fraction", "model.dropout")  # in [0, 1)
+
+
+def _rename_keywords(tree: dict, to_python: bool) -> dict:
+    for (section, key), attr in _KEYWORD_KEYS.items():
+        old, new = (key, attr) if to_python else (attr, key)
+        if isinstance(tree.get(section), dict) and old in tree[section]:
+            tree[section][new] = tree[section].pop(old)
+    return tree
+
+
+def _parse_override(item: str) -> tuple[list[str], Any]:
+    if "=" not in item:
+        raise ConfigError(f"override {item!r} must look like key.path=value")
+    key, raw = item.split("=", 1)
+    value = yaml.safe_load(raw) if raw.strip() else ""
+    return key.strip().split("."), value
+
+
+def _overrides_tree(overrides: list[str]) -> dict:
+    tree: dict = {}
+    for item in overrides:
+        keys, value = _parse_override(item)
+        node = tree
+        for k in keys[:-1]:
+            node = node.setdefault(k, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {item!r} sets a key below a value")
+        node[keys[-1]] = value
+    return tree
+
+
+def _merge(base: DictConfig, tree: dict, origin: str, prefix: str = "") -> DictConfig:
+    try:
+        return OmegaConf.merge(base, OmegaConf.create(_rename_keywords(tree, to_python=True)))
+    except OmegaConfBaseException as e:
+        key = prefix + _public_key(getattr(e, "full_key", "") or "?")
+        reason = str(e).splitlines()[0]
+        if "Key" in type(e).__name__ or "not in" in reason:
+            raise ConfigError(f"unknown config key {key!r} ({origin}); see `plm config show --doc`") from None
+        raise ConfigError(f"{key}: {reason} ({origin})") from None
+
+
+def _public_key(key: str) -> str:
+    return key.replace("init.from_", "init.from")
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
+    """Load a run config: dataclass defaults, then the YAML file, then `key.path=value` overrides.
+
+    Args:
+        path: a YAML file, or None for the defaults alone.
+        overrides: OmegaConf-style dotlist entries, e.g. ["train.lr=1e-3", "data.paths=[a.txt]"].
+
+    Returns:
+        The validated RunConfig; `cfg.objective` is the registered objective's config dataclass.
+
+    Raises:
+        ConfigError: an unknown key, a wrong type or an out-of-range value, naming the key and the file.
+    """
+    schema = OmegaConf.structured(RunConfig)
+    origin = "defaults"
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist")
+        try:
+            tree = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path} is not valid YAML: {e}") from None
+        if not isinstance(tree, dict):
+            raise ConfigError(f"{path} must hold a mapping of sections (run:, data:, train:, ...)")
+        origin = str(path)
+        schema = _merge(schema, tree, origin)
+    if overrides:
+        where = f"--set, on top of {origin}"
+        schema = _merge(schema, _overrides_tree(list(overrides)), where)
+        origin = where
+    try:
+        cfg: RunConfig = OmegaConf.to_object(schema)  # resolves ${...} interpolations
+    except OmegaConfBaseException as e:
+        raise ConfigError(f"{_public_key(getattr(e, 'full_key', '?'))}: {str(e).splitlines()[0]} ({origin})") from None
+    cfg.objective = _objective_config(cfg.objective, origin)
+    validate(cfg, origin)
+    return cfg
+
+
+def _objective_config(section: Any, origin: str) -> Any:
+    from plmkit.objectives import objectives
+
+    section = dict(section or {})
+    name = section.pop("name", None)
+    if name is None:
+        raise ConfigError(f"objective.name is missing ({origin}); choose one of: {', '.join(objectives.names())}")
+    try:
+        entry = objectives.get(name)
+    except ConfigError as e:
+        raise ConfigError(f"objective.name: {e} ({origin})") from None
+    schema = OmegaConf.structured(entry.config)
+    node = _merge(schema, section, origin, prefix="objective.") if section else schema
+    try:
+        obj = OmegaConf.to_object(node)
+    except OmegaConfBaseException as e:
+        raise ConfigError(f"objective.{getattr(e, 'full_key', '?')}: {e} ({origin})") from None
+    obj.name = name
+    return obj
+
+
+def _get(cfg: Any, dotted: str) -> Any:
+    for part in dotted.split("."):
+        cfg = getattr(cfg, part)
+    return cfg
+
+
+def validate(cfg: RunConfig, origin: str = "config") -> None:
+    """Range and choice checks that types alone cannot express."""
+    for key, allowed in CHOICES.items():
+        if _get(cfg, key) not in allowed:
+            raise ConfigError(f"{key} must be one of {', '.join(allowed)}; got {_get(cfg, key)!r} ({origin})")
+    for key in POSITIVE:
+        if not _get(cfg, key) > 0:
+            raise ConfigError(f"{key} must be > 0; got {_get(cfg, key)} ({origin})")
+    for key in NON_NEGATIVE:
+        if _get(cfg, key) < 0:
+            raise ConfigError(f"{key} must be >= 0; got {_get(cfg, key)} ({origin})")
+    for key in FRACTIONS:
+        if not 0 <= _get(cfg, key) < 1:
+            raise ConfigError(f"{key} must be in [0, 1); got {_get(cfg, key)} ({origin})")
+    if cfg.train.epochs is not None and cfg.train.epochs <= 0:
+        raise ConfigError(f"train.epochs must be > 0 or null; got {cfg.train.epochs} ({origin})")
+    if cfg.model.hidden_size % cfg.model.num_heads:
+        raise ConfigError(f"model.hidden_size ({cfg.model.hidden_size}) must be divisible by model.num_heads "
+                          f"({cfg.model.num_heads}) ({origin})")
+    unknown_logs = set(cfg.log.to) - {"console", "jsonl", "tensorboard"}
+    if unknown_logs:
+        raise ConfigError(f"log.to: unknown target(s) {sorted(unknown_logs)}; use console, jsonl, tensorboard ({origin})")
+    check = getattr(cfg.objective, "validate", None)
+    if check is not None:
+        try:
+            check()
+        except ValueError as e:
+            raise ConfigError(f"objective.{e} ({origin})") from None
+
+
+def to_dict(cfg: RunConfig) -> dict:
+    """The resolved config as plain data, with public key names (init.from)."""
+    objective = cfg.objective
+    tree = dataclasses.asdict(dataclasses.replace(cfg, objective={}))
+    tree["objective"] = {"name": objective.name, **dataclasses.asdict(objective)}
+    return _rename_keywords(tree, to_python=False)
+
+
+def to_yaml(cfg: RunConfig) -> str:
+    return yaml.safe_dump(to_dict(cfg), sort_keys=False)
+
+
+def save_config(cfg: RunConfig, path: str | Path) -> None:
+    """Write the resolved config; `load_config(path)` gives the same config back."""
+    Path(path).write_text(to_yaml(cfg), encoding="utf-8")
+
+
+def field_docs(cls: type = RunConfig, prefix: str = "") -> list[tuple[str, str, Any, str]]:
+    """(key, type, default, doc) for every leaf field, read from the attribute docstrings in this file."""
+    docs = _attribute_docstrings(cls)
+    rows = []
+    for f in dataclasses.fields(cls):
+        key = prefix + ("from" if f.name == "from_" else f.name)
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        if dataclasses.is_dataclass(f.type if isinstance(f.type, type) else default) and not isinstance(default, dict):
+            rows += field_docs(type(default), key + ".")
+        else:
+            rows.append((key, _type_name(f.type), default, docs.get(f.name, "")))
+    return rows
+
+
+def _type_name(t: Any) -> str:
+    return str(t).replace("typing.", "").replace("Optional", "Optional")
+
+
+def _attribute_docstrings(cls: type) -> dict[str, str]:
+    import inspect
+
+    try:
+        tree = ast.parse(inspect.getsource(cls))
+    except (OSError, TypeError):
+        return {}
+    out, body = {}, tree.body[0].body
+    for stmt, nxt in itertools.pairwise(body):
+        if isinstance(stmt, ast.AnnAssign) and isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant):
+            out[stmt.target.id] = " ".join(str(nxt.value.value).split())
+    return out
+
+
+__all__ = ["MISSING", "RunConfig", "field_docs", "load_config", "save_config", "to_dict", "to_yaml", "validate"]

@@ -1,0 +1,180 @@
+"""Read raw documents from text files, JSONL files or a Hugging Face dataset, streaming where possible.
+
+    docs = read_documents(DataConfig(paths=["corpus/*.txt"]))
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+from plmkit.config import DataConfig
+from plmkit.errors import DataError
+
+HF_BATCH = 1000  # rows fetched at a time from a datasets.Dataset
+
+
+def expand_paths(paths: list[str]) -> list[Path]:
+    """Expand `~` and globs into an ordered list of files (glob matches sorted, repeats dropped).
+
+    Args:
+        paths: files or glob patterns, as given in `data.paths`.
+
+    Returns:
+        The matched files, in the order given (each glob's matches sorted by name).
+
+    Raises:
+        DataError: `paths` is empty, a path or glob matches no file, or a path is a folder.
+    """
+    if not paths:
+        raise DataError("data.paths is empty; list text or JSONL files or globs, "
+                        "e.g. data.paths='[corpus/*.txt]'")
+    files: list[Path] = []
+    for raw in paths:
+        pattern = os.path.expanduser(raw)
+        if glob.has_magic(pattern):
+            matches = [Path(m) for m in sorted(glob.glob(pattern, recursive=True)) if os.path.isfile(m)]
+            if not matches:
+                raise DataError(f"data.paths: {raw!r} matches no file; fix the pattern in data.paths")
+        else:
+            path = Path(pattern)
+            if path.is_dir():
+                glob_hint = f"{raw.rstrip('/')}/*.txt"
+                raise DataError(f"data.paths: {raw!r} is a folder; use a glob such as '{glob_hint}'")
+            if not path.is_file():
+                raise DataError(f"data.paths: {raw!r} does not exist; fix the path in data.paths")
+            matches = [path]
+        files += [m for m in matches if m not in files]
+    return files
+
+
+def read_documents(cfg: DataConfig) -> Iterator[str]:
+    """Yield raw documents as `cfg` describes them (source, paths, doc_split, text_field, hf_*).
+
+    Args:
+        cfg: the data section of the run config.
+
+    Yields:
+        One raw (not yet normalised or stripped) document at a time.
+
+    Raises:
+        DataError: a missing path, a file that is not UTF-8, a malformed JSONL line or a missing text field.
+    """
+    if cfg.source == "hf":
+        yield from _read_hf(cfg)
+        return
+    for path in expand_paths(cfg.paths):
+        kind = cfg.source
+        if kind == "auto":
+            kind = "jsonl" if path.suffix.lower() in (".jsonl", ".json") else "text"
+        if kind == "jsonl":
+            yield from _read_jsonl(path, cfg.text_field)
+        else:
+            yield from _read_text(path, cfg.doc_split)
+
+
+def _lines(path: Path) -> Iterator[tuple[int, str]]:
+    """(1-based line number, line without its line ending), decoded as strict UTF-8."""
+    offset = 0
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                fixed = path.with_name(f"{path.stem}.utf8{path.suffix}")
+                raise DataError(
+                    f"{path}:{lineno}: not valid UTF-8 at byte {offset + e.start} ({e.reason}); re-encode "
+                    f"the file as UTF-8, e.g. `iconv -f latin1 -t utf-8 {path} > {fixed}`"
+                ) from None
+            if lineno == 1:
+                line = line.removeprefix("\ufeff")  # byte-order mark
+            offset += len(raw)
+            yield lineno, line.rstrip("\r\n")
+
+
+def _read_text(path: Path, doc_split: str) -> Iterator[str]:
+    if doc_split == "line":
+        yield from (line for _, line in _lines(path) if line.strip())
+        return
+    block: list[str] = []
+    for _, line in _lines(path):
+        if line.strip():
+            block.append(line)
+        elif block:
+            yield "\n".join(block)
+            block = []
+    if block:
+        yield "\n".join(block)
+
+
+def _read_jsonl(path: Path, text_field: str) -> Iterator[str]:
+    for lineno, line in _lines(path):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise DataError(f"{path}:{lineno}: not valid JSON ({e.msg} at column {e.colno}); "
+                            "each line must hold one JSON object") from None
+        if not isinstance(record, dict):
+            raise DataError(f"{path}:{lineno}: expected a JSON object per line, got {type(record).__name__}")
+        text = record.get(text_field)
+        if not isinstance(text, str):
+            problem = (f"has no {text_field!r} field" if text_field not in record
+                       else f"has a {type(text).__name__}, not a string, in {text_field!r}")
+            raise DataError(f"{path}:{lineno}: record {problem} (keys: {', '.join(record)}); "
+                            "set data.text_field to the field that holds the text")
+        yield text
+
+
+def _read_hf(cfg: DataConfig) -> Iterator[str]:
+    import datasets  # slow to import; only source hf needs it
+
+    target = hf_target(cfg)
+    local = Path(os.path.expanduser(target))
+    if cfg.hf_dataset is None and not local.is_dir():
+        raise DataError(f"data.paths[0]: {target!r} is not a folder; with source hf give a folder saved with "
+                        "Dataset.save_to_disk or holding data files, or set data.hf_dataset")
+    try:
+        if is_saved_dataset(local):
+            ds = datasets.load_from_disk(str(local))
+            if isinstance(ds, datasets.DatasetDict):
+                if cfg.hf_split not in ds:
+                    raise DataError(f"{target}: no split {cfg.hf_split!r}; set data.hf_split to one of "
+                                    f"{', '.join(ds)}")
+                ds = ds[cfg.hf_split]
+        else:
+            source = str(local) if local.is_dir() else target
+            ds = datasets.load_dataset(source, cfg.hf_config, split=cfg.hf_split)
+    except (FileNotFoundError, ValueError, ConnectionError) as e:
+        raise DataError(f"could not load Hugging Face dataset {target!r} (config {cfg.hf_config!r}, split "
+                        f"{cfg.hf_split!r}): {e}; check data.hf_dataset, data.hf_config and data.hf_split"
+                        ) from None
+    if cfg.text_field not in ds.column_names:
+        raise DataError(f"{target}: no column {cfg.text_field!r} (columns: {', '.join(ds.column_names)}); "
+                        "set data.text_field to the column that holds the text")
+    row = 0
+    for batch in ds.select_columns([cfg.text_field]).iter(batch_size=HF_BATCH):
+        for text in batch[cfg.text_field]:
+            if not isinstance(text, str):
+                raise DataError(f"{target}: row {row} has a {type(text).__name__} in column "
+                                f"{cfg.text_field!r}, not a string; set data.text_field to a text column")
+            row += 1
+            yield text
+
+
+def hf_target(cfg: DataConfig) -> str:
+    """The dataset to load with source hf: data.hf_dataset, else the first of data.paths (a local folder)."""
+    target = cfg.hf_dataset or (cfg.paths[0] if cfg.paths else None)
+    if target is None:
+        raise DataError("source hf needs data.hf_dataset (a hub name such as wikitext) "
+                        "or data.paths (a local dataset folder)")
+    return target
+
+
+def is_saved_dataset(folder: Path) -> bool:
+    """True if `folder` was written by `Dataset.save_to_disk` or `DatasetDict.save_to_disk`."""
+    return (folder / "state.json").is_file() or (folder / "dataset_dict.json").is_file()

@@ -1,0 +1,25 @@
+"""User-facing errors: anything the user can fix by changing a file, a flag or a config key.
+
+The CLI prints a `PlmError` as one line on stderr and exits with status 2 (a traceback only with `--debug`).
+Every message says what is wrong and what to change.
+"""
+
+
+class PlmError(Exception):
+    """An error the user can fix; the message says how."""
+
+
+class ConfigError(PlmError):
+    """A config key is unknown, has the wrong type or is out of range."""
+
+
+class DataError(PlmError):
+    """An input file is missing, empty, not UTF-8 or malformed (the message names the file and line)."""
+
+
+class CompatibilityError(PlmError):
+    """The tokenizer, the model and the data settings disagree (vocab size, special tokens, positions)."""
+
+
+class TrainingError(PlmError):
+    """Training cannot go on (for instance the loss became NaN)."""

@@ -1,0 +1,5 @@
+"""Model builders: transformers model classes built from our ModelConfig, or loaded from a checkpoint."""
+
+from plmkit.models.transformer import ARCHS, build_model, build_model_config, load_pretrained_model
+
+__all__ = ["ARCHS", "build_model", "build_model_config", "load_pretrained_model"]

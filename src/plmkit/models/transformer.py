@@ -1,0 +1,73 @@
+"""Build BERT, RoBERTa, GPT-2 and Llama from transformers' config classes (SDPA attention), or load a checkpoint.
+
+No model code of our own: plmkit maps its ModelConfig onto the transformers config and calls AutoModelFor*.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import transformers
+from transformers import AutoModelForCausalLM, AutoModelForMaskedLM, PretrainedConfig, PreTrainedModel
+
+from plmkit.config import ModelConfig
+from plmkit.errors import CompatibilityError, ConfigError
+
+AUTO_CLASSES = {"masked_lm": AutoModelForMaskedLM, "causal_lm": AutoModelForCausalLM}
+ARCHS = {"bert": "masked_lm", "roberta": "masked_lm", "gpt2": "causal_lm", "llama": "causal_lm"}
+"""Architecture -> the model kind it is built for."""
+
+
+def build_model_config(cfg: ModelConfig, tokenizer) -> PretrainedConfig:
+    """The transformers config for `cfg.arch`, with vocabulary and special-token ids taken from the tokenizer."""
+    vocab = cfg.vocab_size or len(tokenizer)
+    ids = {"pad_token_id": tokenizer.pad_token_id, "bos_token_id": tokenizer.bos_token_id,
+           "eos_token_id": tokenizer.eos_token_id}
+    inner = cfg.intermediate_size or 4 * cfg.hidden_size
+    if cfg.arch in ("bert", "roberta"):
+        cls = transformers.BertConfig if cfg.arch == "bert" else transformers.RobertaConfig
+        return cls(vocab_size=vocab, hidden_size=cfg.hidden_size, num_hidden_layers=cfg.num_layers,
+                   num_attention_heads=cfg.num_heads, intermediate_size=inner,
+                   max_position_embeddings=cfg.max_position_embeddings, hidden_dropout_prob=cfg.dropout,
+                   attention_probs_dropout_prob=cfg.dropout, type_vocab_size=2 if cfg.arch == "bert" else 1,
+                   **ids)
+    if cfg.arch == "gpt2":
+        return transformers.GPT2Config(vocab_size=vocab, n_embd=cfg.hidden_size, n_layer=cfg.num_layers,
+                                       n_head=cfg.num_heads, n_inner=inner, n_positions=cfg.max_position_embeddings,
+                                       resid_pdrop=cfg.dropout, embd_pdrop=cfg.dropout, attn_pdrop=cfg.dropout, **ids)
+    if cfg.arch == "llama":
+        # SwiGLU has three matrices, so the usual width is 8/3 x hidden (rounded up to a multiple of 64).
+        inner = cfg.intermediate_size or 64 * math.ceil(8 * cfg.hidden_size / 3 / 64)
+        return transformers.LlamaConfig(vocab_size=vocab, hidden_size=cfg.hidden_size,
+                                        num_hidden_layers=cfg.num_layers, num_attention_heads=cfg.num_heads,
+                                        num_key_value_heads=cfg.num_heads, intermediate_size=inner,
+                                        max_position_embeddings=cfg.max_position_embeddings,
+                                        attention_dropout=cfg.dropout, **ids)
+    raise ConfigError(f"model.arch {cfg.arch!r} is not supported; choose one of {', '.join(ARCHS)}")
+
+
+def build_model(cfg: ModelConfig, tokenizer, kind: str) -> PreTrainedModel:
+    """A randomly initialised model of `cfg.arch` for `kind` (masked_lm | causal_lm)."""
+    if ARCHS.get(cfg.arch) != kind:
+        fits = [a for a, k in ARCHS.items() if k == kind]
+        raise ConfigError(f"model.arch {cfg.arch!r} cannot be trained as {kind}; use one of {', '.join(fits)} "
+                          "or change objective.name")
+    return AUTO_CLASSES[kind].from_config(build_model_config(cfg, tokenizer), attn_implementation="sdpa")
+
+
+def load_pretrained_model(name_or_path: str, kind: str) -> PreTrainedModel:
+    """Load a checkpoint (local Hugging Face folder or hub id) as a `kind` model; safetensors only, no remote code.
+
+    A checkpoint without the LM head (e.g. a sentence-embedding BERT) loads with a freshly initialised head."""
+    local = Path(name_or_path).expanduser()
+    if not local.exists() and (name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") > 1):
+        raise CompatibilityError(f"init.from: {name_or_path} does not exist; give a folder written by "
+                                 "save_pretrained (e.g. runs/NAME/final) or a hub id")
+    try:
+        return AUTO_CLASSES[kind].from_pretrained(str(local) if local.exists() else name_or_path,
+                                                  attn_implementation="sdpa", use_safetensors=True,
+                                                  trust_remote_code=False)
+    except (OSError, ValueError) as e:
+        raise CompatibilityError(f"init.from: could not load {name_or_path} as a {kind} model: "
+                                 f"{str(e).splitlines()[0]}") from None

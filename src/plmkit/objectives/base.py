@@ -1,0 +1,69 @@
+"""What every objective provides (a Protocol, for typing only), the loss it returns, and the objectives registry.
+
+An objective turns packed blocks into a batch (`collate`) and a batch into a summed loss (`loss`).
+The loop divides by the number of targets across all micro-batches and processes, so gradients don't depend on
+how a global batch is split.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import torch
+from torch import Tensor, nn
+
+from plmkit.registry import Registry
+
+objectives = Registry("objective")
+
+EVAL_INDEX_OFFSET = 1 << 48
+"""Added to a validation block's index when seeding its masks, so eval masks never repeat training masks."""
+
+
+@dataclass
+class LossOutput:
+    loss_sum: Tensor
+    """Sum of the per-target losses in the micro-batch (a scalar that requires grad in training)."""
+    num_targets: Tensor
+    """Number of targets that loss_sum adds up (an integer scalar)."""
+    metrics: dict[str, Tensor] = field(default_factory=dict)
+
+
+class Objective(Protocol):
+    model_kind: str
+    """Which model class the objective trains: masked_lm | causal_lm."""
+    needs: tuple[str, ...]
+    """Tokenizer roles the objective cannot work without, e.g. ("mask", "sep")."""
+
+    def collate(self, examples: list[dict]) -> dict[str, Tensor]: ...
+
+    def loss(self, model: nn.Module, batch: dict[str, Tensor]) -> LossOutput: ...
+
+
+def example_generator(seed: int, index: int) -> torch.Generator:
+    """A torch.Generator keyed by (run seed, example index): the same example always gets the same randomness,
+    however the data is batched, split across processes or resumed."""
+    digest = hashlib.blake2b(f"{seed}:{index}".encode(), digest_size=8).digest()
+    return torch.Generator().manual_seed(int.from_bytes(digest, "little") & ((1 << 63) - 1))
+
+
+def block_attention_mask(segment_ids: Tensor, causal: bool) -> Tensor:
+    """Boolean (B, 1, T, T) mask that lets a token attend only to tokens of its own document (and, when causal,
+    only to earlier ones). transformers' SDPA attention takes it as the attention_mask as it is."""
+    same = segment_ids[:, :, None] == segment_ids[:, None, :]  # (B, T, T)
+    if causal:
+        T = segment_ids.shape[1]
+        same &= torch.ones(T, T, dtype=torch.bool, device=segment_ids.device).tril()
+    return same[:, None]  # (B, 1, T, T)
+
+
+def summed_cross_entropy(logits: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+    """Cross-entropy summed over the positions whose label is not -100, computed in float32.
+
+    Only the selected rows of the (B, T, V) logits are upcast, so no extra vocab-sized float32 copy is made."""
+    keep = labels != -100  # (B, T)
+    selected = logits[keep].float()  # (N, V)
+    loss = nn.functional.cross_entropy(selected, labels[keep], reduction="sum")
+    return loss, keep.sum()

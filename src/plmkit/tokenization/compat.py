@@ -1,0 +1,86 @@
+"""Checks that a tokenizer, a model config and the block size fit together, with errors that say what to change."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from transformers import PretrainedConfig, PreTrainedTokenizerBase
+
+from plmkit.errors import CompatibilityError, ConfigError
+from plmkit.tokenization.special import SPECIAL_ROLES
+
+_ROBERTA_LIKE = ("roberta", "xlm-roberta", "camembert", "roberta-prelayernorm")
+_EXAMPLES = {"pad": "[PAD]", "unk": "[UNK]", "cls": "[CLS]", "bos": "<s>", "sep": "[SEP]", "eos": "</s>",
+             "mask": "[MASK]"}
+
+
+def max_positions(model_config: PretrainedConfig) -> int:
+    """The longest sequence, in tokens, the model can embed.
+
+    RoBERTa-style models number positions from `pad_token_id + 1`, so they hold `pad_token_id + 1` fewer
+    tokens than `max_position_embeddings`; GPT-2 uses `n_positions`; others `max_position_embeddings`.
+
+    Raises:
+        CompatibilityError: the config names no position limit.
+    """
+    model_type = getattr(model_config, "model_type", "")
+    if model_type == "gpt2":
+        return model_config.n_positions
+    limit = getattr(model_config, "max_position_embeddings", None)
+    if limit is None:
+        raise CompatibilityError(f"cannot tell the longest sequence a {model_type or 'model'} config accepts (it has "
+                                 "no max_position_embeddings); use a bert, roberta, gpt2 or llama model")
+    if model_type in _ROBERTA_LIKE:
+        pad = model_config.pad_token_id
+        return limit - (pad + 1 if pad is not None else 0)
+    return limit
+
+
+def check_compatibility(tokenizer: PreTrainedTokenizerBase, model_config: PretrainedConfig, *, block_size: int,
+                        needs: Iterable[str] = ()) -> None:
+    """Raise when the tokenizer, the model and the block size do not fit together.
+
+    Checks that every token id fits the embedding, that the tokenizer has the special tokens the objective
+    `needs`, that the config's pad/bos/eos ids are the tokenizer's, and that `block_size` fits the positions.
+
+    Args:
+        tokenizer: the tokenizer the data is encoded with.
+        model_config: the model's config (e.g. BertConfig, RobertaConfig, GPT2Config, LlamaConfig).
+        block_size: tokens per training example (`data.block_size`).
+        needs: special-token roles the objective uses, e.g. {"mask", "sep"} for masked LM, {"eos"} for causal LM.
+
+    Raises:
+        CompatibilityError: the first mismatch found, saying which setting to change.
+        ConfigError: `needs` names an unknown role.
+    """
+    n_tokens, vocab = len(tokenizer), model_config.vocab_size
+    if n_tokens > vocab:
+        raise CompatibilityError(f"the tokenizer has {n_tokens} tokens but the model embeds only {vocab}; set "
+                                 f"model.vocab_size >= {n_tokens} (or null to follow the tokenizer), or use the "
+                                 "tokenizer the model was trained with")
+    needs = set(needs)
+    if needs - set(SPECIAL_ROLES):
+        raise ConfigError(f"unknown special-token role(s) {sorted(needs - set(SPECIAL_ROLES))} in needs; use any of "
+                          f"{', '.join(SPECIAL_ROLES)}")
+    for role in (r for r in SPECIAL_ROLES if r in needs):
+        if getattr(tokenizer, f"{role}_token_id", None) is None:
+            raise CompatibilityError(f"the objective needs a {role} token but the tokenizer has none; set "
+                                     f"tokenizer.special_tokens.{role} (e.g. {_EXAMPLES[role]!r})")
+    for role in ("pad", "bos", "eos"):
+        config_id, tokenizer_id = getattr(model_config, f"{role}_token_id", None), getattr(tokenizer, f"{role}_token_id")
+        if config_id is None or tokenizer_id is None:
+            continue
+        if tokenizer_id not in (config_id if isinstance(config_id, (list, tuple)) else [config_id]):
+            raise CompatibilityError(f"the model config has {role}_token_id={config_id} but the tokenizer's {role} "
+                                     f"token {getattr(tokenizer, f'{role}_token')!r} has id {tokenizer_id}; build the "
+                                     "model config from this tokenizer, or use the tokenizer the model was trained with")
+    limit = max_positions(model_config)
+    if block_size > limit:
+        offset = _position_table_size(model_config) - limit  # RoBERTa: pad_token_id + 1 positions are never used
+        raise CompatibilityError(f"data.block_size ({block_size}) exceeds the {limit} positions the model accepts; "
+                                 f"lower data.block_size to <= {limit} or raise model.max_position_embeddings to >= "
+                                 f"{block_size + offset}")
+
+
+def _position_table_size(model_config: PretrainedConfig) -> int:
+    return getattr(model_config, "n_positions", None) or model_config.max_position_embeddings

@@ -1,0 +1,51 @@
+"""Special-token roles (pad, unk, cls, sep, mask, bos, eos) and each architecture's usual tokens."""
+
+from __future__ import annotations
+
+from plmkit.errors import ConfigError
+
+SPECIAL_ROLES = ("pad", "unk", "cls", "bos", "sep", "eos", "mask")
+"""Every role a special token can play, in the order their tokens get ids when a tokenizer is trained."""
+
+ARCHES = ("bert", "roberta", "gpt2", "llama")
+
+_CAUSAL = {"bos": "<|endoftext|>", "eos": "<|endoftext|>", "unk": "<|endoftext|>", "pad": "<|pad|>"}
+_DEFAULTS = {
+    "bert": {"pad": "[PAD]", "unk": "[UNK]", "cls": "[CLS]", "sep": "[SEP]", "mask": "[MASK]"},
+    "roberta": {"bos": "<s>", "cls": "<s>", "pad": "<pad>", "eos": "</s>", "sep": "</s>", "unk": "<unk>",
+                "mask": "<mask>"},
+    "gpt2": _CAUSAL,
+    "llama": _CAUSAL,
+}
+
+
+def default_special_tokens(arch: str) -> dict[str, str]:
+    """The special tokens an architecture usually has.
+
+    Args:
+        arch: a model architecture: bert, roberta, gpt2 or llama.
+
+    Returns:
+        A new dict role -> token string, e.g. {"pad": "[PAD]", "mask": "[MASK]", ...} for bert.
+
+    Raises:
+        ConfigError: the architecture is unknown.
+    """
+    if arch not in _DEFAULTS:
+        raise ConfigError(f"model.arch must be one of {', '.join(ARCHES)}; got {arch!r}")
+    return dict(_DEFAULTS[arch])
+
+
+def check_roles(special_tokens: dict[str, str], key: str = "tokenizer.special_tokens") -> dict[str, str]:
+    """Check that every role is known and every token a non-empty string; returns the dict in role order.
+
+    Raises:
+        ConfigError: an unknown role or an empty token, naming `key`.
+    """
+    unknown = sorted(set(special_tokens) - set(SPECIAL_ROLES))
+    if unknown:
+        raise ConfigError(f"{key}: unknown role(s) {', '.join(unknown)}; use any of {', '.join(SPECIAL_ROLES)}")
+    for role, token in special_tokens.items():
+        if not isinstance(token, str) or not token:
+            raise ConfigError(f"{key}.{role} must be a non-empty string; got {token!r}")
+    return {role: special_tokens[role] for role in SPECIAL_ROLES if role in special_tokens}

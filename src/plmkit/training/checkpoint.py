@@ -1,0 +1,74 @@
+"""Atomic checkpoints: accelerate's save_state into a temporary folder, then one rename.
+
+A kill during a save leaves at worst a `.tmp-*` folder, which is ignored and cleaned up; `latest()` only ever
+returns a complete checkpoint. Model weights are safetensors; optimizer and RNG files load with weights_only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+from accelerate import Accelerator
+
+STATE_FILE = "trainer_state.json"
+
+
+def checkpoint_dirs(run_dir: Path) -> list[Path]:
+    """Complete checkpoints, oldest first."""
+    root = Path(run_dir) / "checkpoints"
+    if not root.is_dir():
+        return []
+    done = [p for p in root.glob("step-*") if (p / STATE_FILE).is_file() and ".tmp" not in p.name]
+    return sorted(done, key=lambda p: int(p.name.split("-")[1]))
+
+
+def latest(run_dir: Path) -> Path | None:
+    found = checkpoint_dirs(run_dir)
+    return found[-1] if found else None
+
+
+def save(accelerator: Accelerator, run_dir: Path, step: int, trainer_state: dict, keep: int) -> Path:
+    """Write checkpoints/step-NNNNNN atomically on every process, then keep only the newest `keep`."""
+    root = Path(run_dir) / "checkpoints"
+    final = root / f"step-{step:06d}"
+    tmp = root / f".tmp-step-{step:06d}"
+    if accelerator.is_main_process:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(tmp), safe_serialization=True)
+    if accelerator.is_main_process:
+        (tmp / STATE_FILE).write_text(json.dumps(trainer_state, indent=1))
+        _fsync_dir(tmp)
+        if final.exists():  # a resumed run saving the same step again
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        _fsync_dir(root)
+        for old in checkpoint_dirs(run_dir)[:-keep]:
+            shutil.rmtree(old, ignore_errors=True)
+        for stale in root.glob(".tmp-step-*"):
+            shutil.rmtree(stale, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    return final
+
+
+def load(accelerator: Accelerator, checkpoint: Path) -> dict:
+    """Restore model, optimizer and RNG states; returns the trainer state (step, data position, scheduler)."""
+    accelerator.load_state(str(checkpoint))
+    return json.loads((Path(checkpoint) / STATE_FILE).read_text())
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
