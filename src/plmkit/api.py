@@ -156,6 +156,9 @@ def export_final(model, tokenizer, run_dir: Path, model_card: str) -> Path:
     """Write final/ atomically: save_pretrained (safetensors, unwrapped) + tokenizer + model card README.md."""
     from accelerate.utils import extract_model_from_parallel
 
+    from transformers.utils import logging as hf_logging  # noqa: PLC0415
+
+    hf_logging.disable_progress_bar()  # a one-file save needs no bar of its own
     model = extract_model_from_parallel(model)  # drops DDP and torch.compile wrappers (no `_orig_mod.` keys)
     final, tmp = run_dir / "final", run_dir / ".final.tmp"
     shutil.rmtree(tmp, ignore_errors=True)

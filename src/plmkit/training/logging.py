@@ -53,7 +53,7 @@ def read_metrics(path: Path) -> list[dict]:
 
 def progress_bar(enabled: bool) -> Progress:
     return Progress(
-        TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[status]}"),
+        TextColumn("[bold]train"), BarColumn(bar_width=12), MofNCompleteColumn(), TextColumn("{task.fields[status]}"),
         TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
         console=stderr, disable=not enabled, transient=False,
     )
