@@ -26,6 +26,7 @@ from plmkit.objectives import build_objective, objectives
 from plmkit.tokenization import check_compatibility, load_tokenizer, train_tokenizer
 from plmkit.tokenization.compat import max_positions
 from plmkit.training import fit
+from plmkit.training.loop import build_accelerator
 from plmkit.training.logging import stderr
 
 RUN_ARTIFACTS = ("metrics.jsonl", "checkpoints", "final")
@@ -127,12 +128,14 @@ def pretrain(cfg: RunConfig, *, resume: bool = False, overwrite: bool = False,
         stderr.print(f"model: {cfg.model.arch if not cfg.init.from_ else cfg.init.from_}, "
                      f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters; "
                      f"{len(blocks['train']):,} training blocks of {cfg.data.block_size} tokens")
+    accelerator = build_accelerator(cfg, run_dir)
     result = fit(cfg, model, objective, blocks["train"], blocks["validation"], run_dir, resume=resume,
-                 show_progress=show_progress)
+                 accelerator=accelerator, show_progress=show_progress)
     metrics = {"steps": result.steps, "tokens_seen": result.tokens_seen, **result.metrics}
+    weights = accelerator.get_state_dict(result.model)  # every process takes part: FSDP/DeepSpeed gather here
     if state.is_main_process:
         model_card = render_model_card(cfg, data.report.to_dict(), metrics, kind)
-        export_final(model, tokenizer, run_dir, model_card)
+        export_final(accelerator.unwrap_model(result.model), tokenizer, run_dir, model_card, weights)
         (run_dir / "results.json").write_text(json.dumps(metrics, indent=1))
     state.wait_for_everyone()
     return RunResult(output_dir=run_dir, metrics=metrics)
@@ -152,8 +155,10 @@ def _claim_run_dir(run_dir: Path, *, resume: bool, overwrite: bool) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
 
 
-def export_final(model, tokenizer, run_dir: Path, model_card: str) -> Path:
-    """Write final/ atomically: save_pretrained (safetensors, unwrapped) + tokenizer + model card README.md."""
+def export_final(model, tokenizer, run_dir: Path, model_card: str, state_dict: dict | None = None) -> Path:
+    """Write final/ atomically: save_pretrained (safetensors, unwrapped) + tokenizer + model card README.md.
+
+    `state_dict` is the full set of weights when the model was sharded (accelerator.get_state_dict)."""
     from accelerate.utils import extract_model_from_parallel
 
     from transformers.utils import logging as hf_logging  # noqa: PLC0415
@@ -162,7 +167,7 @@ def export_final(model, tokenizer, run_dir: Path, model_card: str) -> Path:
     model = extract_model_from_parallel(model)  # drops DDP and torch.compile wrappers (no `_orig_mod.` keys)
     final, tmp = run_dir / "final", run_dir / ".final.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp, safe_serialization=True)
+    model.save_pretrained(tmp, state_dict=state_dict)  # safetensors
     tokenizer.model_max_length = max_positions(model.config)
     tokenizer.save_pretrained(tmp)
     (tmp / "README.md").write_text(model_card, encoding="utf-8")

@@ -90,10 +90,15 @@ def data_prepare(config: ConfigArg, set_: SetOpt = None, quiet: QuietOpt = False
 def config_show(config: Annotated[Path | None, typer.Argument(help="A run config YAML.")] = None,
                 set_: SetOpt = None,
                 doc: Annotated[bool, typer.Option("--doc", help="List every key with its default and meaning.")]
-                = False) -> None:
+                = False,
+                markdown: Annotated[bool, typer.Option(help="With --doc: the Markdown table of docs/.")] = False
+                ) -> None:
     """Print the resolved, validated config as YAML (or, with --doc, the reference of every key)."""
-    from plmkit.config import field_docs, load_config, to_yaml
+    from plmkit.config import field_docs, load_config, reference_markdown, to_yaml
 
+    if doc and markdown:
+        typer.echo(reference_markdown(), nl=False)
+        return
     if doc:
         for key, type_, default, text in field_docs():
             typer.echo(f"{key} ({type_}, default {default!r}): {text}")
@@ -126,11 +131,11 @@ def list_(what: Annotated[str, typer.Argument(help="objectives")] = "objectives"
 
 
 def main() -> None:
-    """Console entry point: run the app, turning PlmError into one clear line on stderr."""
+    """Console entry point: run the app, turning PlmError into one clear line on stderr (exit status 2)."""
     from plmkit.errors import PlmError
 
     try:
-        app(standalone_mode=False)
+        app()  # usage errors are reported by typer itself (exit status 2)
     except PlmError as e:
         if os.environ.get("PLMKIT_DEBUG"):
             raise
@@ -139,16 +144,7 @@ def main() -> None:
     except KeyboardInterrupt:
         typer.echo("interrupted; completed checkpoints are kept (continue with --resume)", err=True)
         sys.exit(130)
-    except Exception as e:  # click usage errors and the like
-        import click
-
-        if isinstance(e, click.exceptions.Exit):
-            sys.exit(e.exit_code)
-        if isinstance(e, click.ClickException):
-            e.show()
-            sys.exit(e.exit_code)
-        if isinstance(e, click.exceptions.Abort):
-            sys.exit(1)
+    except Exception as e:
         if os.environ.get("PLMKIT_DEBUG"):
             raise
         typer.echo(f"error: {type(e).__name__}: {e} (run `plm --debug ...` for the traceback)", err=True)

@@ -92,12 +92,15 @@ class ModelConfig:
     arch: str = "bert"
     """bert | roberta (masked LM); gpt2 | llama (causal LM)."""
     hidden_size: int = 256
+    """Width of the hidden states."""
     num_layers: int = 4
+    """Transformer layers."""
     num_heads: int = 4
+    """Attention heads; hidden_size must be divisible by it."""
     intermediate_size: int | None = None
-    """Feed-forward width; null means 4 x hidden_size."""
+    """Feed-forward width; null means 4 x hidden_size (Llama: 8/3 x, rounded up to a multiple of 64)."""
     max_position_embeddings: int = 512
-    """Longest sequence the model accepts; data.block_size must fit."""
+    """Position embeddings; data.block_size must fit (RoBERTa: block_size <= this - pad id - 1)."""
     dropout: float = 0.1
     """Dropout on hidden states and attention probabilities."""
     vocab_size: int | None = None
@@ -129,8 +132,11 @@ class TrainConfig:
     weight_decay: float = 0.01
     """AdamW weight decay (never on biases, LayerNorm/RMSNorm and embeddings)."""
     adam_beta1: float = 0.9
+    """AdamW beta1."""
     adam_beta2: float = 0.98
+    """AdamW beta2 (0.95 is common for causal LMs)."""
     adam_eps: float = 1.0e-6
+    """AdamW epsilon."""
     max_grad_norm: float = 1.0
     """Gradient clipping threshold (0 disables clipping)."""
     precision: str = "fp32"
@@ -361,6 +367,23 @@ def field_docs(cls: type = RunConfig, prefix: str = "") -> list[tuple[str, str, 
         else:
             rows.append((key, _type_name(f.type), default, docs.get(f.name, "")))
     return rows
+
+
+def reference_markdown() -> str:
+    """docs/config-reference.md: every key with its type, default and meaning (a test keeps the file current)."""
+    lines = ["# Config reference", "",
+             "Generated from `src/plmkit/config.py` by `plm config show --doc --markdown > docs/config-reference.md`.",
+             "Objective settings (`objective.*`) depend on `objective.name`; see `plm list objectives` and "
+             "[pretraining.md](pretraining.md).", "",
+             "| key | type | default | meaning |", "|---|---|---|---|"]
+    for key, type_, default, doc in field_docs():
+        lines.append(f"| `{key}` | {type_} | `{default!r}` | {doc.replace('|', '/')} |")
+    from plmkit.objectives import objectives  # noqa: PLC0415
+
+    for entry in objectives:
+        for key, type_, default, doc in field_docs(entry.config, f"objective.{entry.name}: "):
+            lines.append(f"| `{key}` | {type_} | `{default!r}` | {doc.replace('|', '/')} |")
+    return "\n".join(lines) + "\n"
 
 
 def _type_name(t: Any) -> str:

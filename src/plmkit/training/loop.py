@@ -35,6 +35,8 @@ class FitResult:
     tokens_seen: int
     metrics: dict[str, float] = field(default_factory=dict)
     """Last training loss, initial and final eval loss / perplexity, wall time."""
+    model: torch.nn.Module | None = None
+    """The prepared (possibly DDP/FSDP-wrapped) model, for `accelerator.get_state_dict` at export."""
 
 
 class Positions(Dataset):
@@ -217,7 +219,7 @@ def fit(cfg: RunConfig, model: torch.nn.Module, objective: Objective, train_set:
                "train_seconds": round(time.time() - started, 2)}
     if last_row:
         metrics.update({k: last_row[k] for k in ("loss", "eval_loss", "eval_ppl") if k in last_row})
-    return FitResult(steps=state["step"], tokens_seen=state["tokens_seen"], metrics=metrics)
+    return FitResult(steps=state["step"], tokens_seen=state["tokens_seen"], metrics=metrics, model=model)
 
 
 def _to(batch: dict, device: torch.device) -> dict:

@@ -1,0 +1,40 @@
+"""Model-test fixtures: tiny tokenizers trained once per session with plmkit.tokenization."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from plmkit.config import TokenizerConfig, TokenizerTrainConfig
+from plmkit.tokenization import train_tokenizer
+
+TINY = Path(__file__).parents[2] / "fixtures" / "tiny.txt"
+# arch -> (algorithm, vocab_size); byte-level bpe needs >= 256 + the special tokens
+TOKENIZERS = {"bert": ("wordpiece", 300), "roberta": ("bpe", 300), "gpt2": ("bpe", 300)}
+TOKENIZER_OF = {"bert": "bert", "roberta": "roberta", "gpt2": "gpt2", "llama": "gpt2"}  # llama shares gpt2's specials
+
+
+def tiny_docs_text() -> list[str]:
+    return [p.strip() for p in TINY.read_text(encoding="utf-8").split("\n\n") if p.strip()]
+
+
+@pytest.fixture(scope="session")
+def tokenizers_by_arch(tmp_path_factory):
+    """arch -> tokenizer (vocab 300) for bert, roberta, gpt2 and llama."""
+    docs = tiny_docs_text()
+    trained = {}
+    for arch, (algorithm, vocab) in TOKENIZERS.items():
+        cfg = TokenizerConfig(train=TokenizerTrainConfig(algorithm=algorithm, vocab_size=vocab, min_frequency=2))
+        trained[arch] = train_tokenizer(docs, cfg, arch, tmp_path_factory.mktemp(f"tok-{arch}"), show_progress=False)
+    return {arch: trained[TOKENIZER_OF[arch]] for arch in TOKENIZER_OF}
+
+
+@pytest.fixture(scope="session")
+def bert_tokenizer(tokenizers_by_arch):
+    return tokenizers_by_arch["bert"]
+
+
+@pytest.fixture(scope="session")
+def gpt2_tokenizer(tokenizers_by_arch):
+    return tokenizers_by_arch["gpt2"]
