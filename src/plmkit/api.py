@@ -26,8 +26,8 @@ from plmkit.objectives import build_objective, objectives
 from plmkit.tokenization import check_compatibility, load_tokenizer, train_tokenizer
 from plmkit.tokenization.compat import max_positions
 from plmkit.training import fit
-from plmkit.training.loop import build_accelerator
 from plmkit.training.logging import stderr
+from plmkit.training.loop import build_accelerator
 
 RUN_ARTIFACTS = ("metrics.jsonl", "checkpoints", "final")
 """A folder holding any of these holds a run: pretrain refuses it unless told to resume or overwrite."""
@@ -160,8 +160,7 @@ def export_final(model, tokenizer, run_dir: Path, model_card: str, state_dict: d
 
     `state_dict` is the full set of weights when the model was sharded (accelerator.get_state_dict)."""
     from accelerate.utils import extract_model_from_parallel
-
-    from transformers.utils import logging as hf_logging  # noqa: PLC0415
+    from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # a one-file save needs no bar of its own
     model = extract_model_from_parallel(model)  # drops DDP and torch.compile wrappers (no `_orig_mod.` keys)

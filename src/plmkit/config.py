@@ -191,10 +191,11 @@ CHOICES = {
 POSITIVE = ("data.block_size", "data.shard_tokens", "tokenizer.train.vocab_size", "model.hidden_size",
             "model.num_layers", "model.num_heads", "model.max_position_embeddings", "train.max_steps",
             "train.batch_size", "train.grad_accum", "train.lr", "train.log_every", "train.save_every",
-            "train.keep_checkpoints", "train.eval_blocks")
+            "train.keep_checkpoints", "train.eval_blocks", "train.adam_eps")
 NON_NEGATIVE = ("data.min_chars", "train.warmup_steps", "train.weight_decay", "train.max_grad_norm",
                 "train.eval_every", "train.num_workers", "tokenizer.train.min_frequency")
-FRACTIONS = ("data.validation_fraction", "model.dropout")  # in [0, 1)
+FRACTIONS = ("data.validation_fraction", "model.dropout", "train.adam_beta1", "train.adam_beta2")  # in [0, 1)
+POSITIVE_OR_NULL = ("model.intermediate_size", "model.vocab_size", "tokenizer.train.max_docs")
 
 
 def _rename_keywords(tree: dict, to_python: bool) -> dict:
@@ -227,6 +228,9 @@ def _overrides_tree(overrides: list[str]) -> dict:
 
 
 def _merge(base: DictConfig, tree: dict, origin: str, prefix: str = "") -> DictConfig:
+    for key, value in tree.items():
+        if isinstance(base.get(key, None), DictConfig) and key != "objective" and not isinstance(value, dict):
+            raise ConfigError(f"{prefix}{key} must be a mapping of settings; got {value!r} ({origin})")
     try:
         return OmegaConf.merge(base, OmegaConf.create(_rename_keywords(tree, to_python=True)))
     except OmegaConfBaseException as e:
@@ -284,6 +288,8 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
 def _objective_config(section: Any, origin: str) -> Any:
     from plmkit.objectives import objectives
 
+    if section is not None and not isinstance(section, (dict, DictConfig)):
+        raise ConfigError(f"objective must be a mapping such as {{name: mlm}}; got {section!r} ({origin})")
     section = dict(section or {})
     name = section.pop("name", None)
     if name is None:
@@ -319,6 +325,9 @@ def validate(cfg: RunConfig, origin: str = "config") -> None:
     for key in NON_NEGATIVE:
         if _get(cfg, key) < 0:
             raise ConfigError(f"{key} must be >= 0; got {_get(cfg, key)} ({origin})")
+    for key in POSITIVE_OR_NULL:
+        if _get(cfg, key) is not None and _get(cfg, key) <= 0:
+            raise ConfigError(f"{key} must be > 0 or null; got {_get(cfg, key)} ({origin})")
     for key in FRACTIONS:
         if not 0 <= _get(cfg, key) < 1:
             raise ConfigError(f"{key} must be in [0, 1); got {_get(cfg, key)} ({origin})")
@@ -373,12 +382,12 @@ def reference_markdown() -> str:
     """docs/config-reference.md: every key with its type, default and meaning (a test keeps the file current)."""
     lines = ["# Config reference", "",
              "Generated from `src/plmkit/config.py` by `plm config show --doc --markdown > docs/config-reference.md`.",
-             "Objective settings (`objective.*`) depend on `objective.name`; see `plm list objectives` and "
-             "[pretraining.md](pretraining.md).", "",
+             ("Objective settings (`objective.*`) depend on `objective.name`; see `plm list objectives` and "
+              "[pretraining.md](pretraining.md)."), "",
              "| key | type | default | meaning |", "|---|---|---|---|"]
     for key, type_, default, doc in field_docs():
         lines.append(f"| `{key}` | {type_} | `{default!r}` | {doc.replace('|', '/')} |")
-    from plmkit.objectives import objectives  # noqa: PLC0415
+    from plmkit.objectives import objectives
 
     for entry in objectives:
         for key, type_, default, doc in field_docs(entry.config, f"objective.{entry.name}: "):

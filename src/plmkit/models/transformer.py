@@ -13,6 +13,7 @@ from transformers import AutoModelForCausalLM, AutoModelForMaskedLM, PretrainedC
 
 from plmkit.config import ModelConfig
 from plmkit.errors import CompatibilityError, ConfigError
+from plmkit.paths import looks_local
 
 AUTO_CLASSES = {"masked_lm": AutoModelForMaskedLM, "causal_lm": AutoModelForCausalLM}
 ARCHS = {"bert": "masked_lm", "roberta": "masked_lm", "gpt2": "causal_lm", "llama": "causal_lm"}
@@ -61,7 +62,7 @@ def load_pretrained_model(name_or_path: str, kind: str) -> PreTrainedModel:
 
     A checkpoint without the LM head (e.g. a sentence-embedding BERT) loads with a freshly initialised head."""
     local = Path(name_or_path).expanduser()
-    if not local.exists() and (name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") > 1):
+    if not local.exists() and looks_local(name_or_path):
         raise CompatibilityError(f"init.from: {name_or_path} does not exist; give a folder written by "
                                  "save_pretrained (e.g. runs/NAME/final) or a hub id")
     try:

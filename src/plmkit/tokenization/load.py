@@ -10,6 +10,7 @@ from pathlib import Path
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
 from plmkit.errors import CompatibilityError, DataError
+from plmkit.paths import looks_local
 from plmkit.tokenization.special import check_roles
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json", "tokenizer.model",
@@ -63,5 +64,4 @@ def load_tokenizer(name_or_path: str, *, special_tokens: dict[str, str] | None =
 
 
 def _looks_local(name: str) -> bool:
-    """A path rather than a hub id ("org/name" or "name"): absolute, ./ ../ ~, or more than one slash."""
-    return name.startswith(("/", ".", "~")) or "\\" in name or name.count("/") > 1
+    return looks_local(name)

@@ -25,7 +25,7 @@ def _blocks(tok, n=BLOCKS, t=T, seed=0) -> torch.Tensor:
     ids = pool[torch.randint(len(pool), (n, t), generator=g)]  # (n, t)
     ids[:, 0] = tok.cls_token_id
     ids[:, t // 2] = tok.sep_token_id
-    ids[:, 10] = tok.unk_token_id
+    ids[:, min(10, t - 2)] = tok.unk_token_id
     ids[:, -1] = tok.sep_token_id
     ids[::4, -9:] = tok.pad_token_id  # every 4th block ends in padding
     ids[::4, -10] = tok.sep_token_id
