@@ -14,7 +14,6 @@ import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from accelerate import PartialState
 from accelerate.utils import set_seed
 
 from plmkit.config import RunConfig, save_config
@@ -98,7 +97,7 @@ def pretrain(cfg: RunConfig, *, resume: bool = False, overwrite: bool = False,
         overwrite: delete the artifacts of an earlier run in run.output_dir first.
     """
     run_dir = Path(cfg.run.output_dir)
-    state = PartialState()
+    state = accelerator = build_accelerator(cfg, run_dir)  # one Accelerator for the run: it is also the state
     kind = objectives.get(cfg.objective.name).factory.model_kind
     if state.is_main_process:
         _claim_run_dir(run_dir, resume=resume, overwrite=overwrite)
@@ -128,7 +127,6 @@ def pretrain(cfg: RunConfig, *, resume: bool = False, overwrite: bool = False,
         stderr.print(f"model: {cfg.model.arch if not cfg.init.from_ else cfg.init.from_}, "
                      f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters; "
                      f"{len(blocks['train']):,} training blocks of {cfg.data.block_size} tokens")
-    accelerator = build_accelerator(cfg, run_dir)
     result = fit(cfg, model, objective, blocks["train"], blocks["validation"], run_dir, resume=resume,
                  accelerator=accelerator, show_progress=show_progress)
     metrics = {"steps": result.steps, "tokens_seen": result.tokens_seen, **result.metrics}
@@ -137,7 +135,8 @@ def pretrain(cfg: RunConfig, *, resume: bool = False, overwrite: bool = False,
         model_card = render_model_card(cfg, data.report.to_dict(), metrics, kind)
         export_final(accelerator.unwrap_model(result.model), tokenizer, run_dir, model_card, weights)
         (run_dir / "results.json").write_text(json.dumps(metrics, indent=1))
-    state.wait_for_everyone()
+    accelerator.wait_for_everyone()
+    accelerator.end_training()  # closes trackers and, under torchrun, the process group
     return RunResult(output_dir=run_dir, metrics=metrics)
 
 

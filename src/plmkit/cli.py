@@ -29,7 +29,9 @@ QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.
 
 
 def emit(result: dict) -> None:
-    """The command's result: one JSON object on one stdout line."""
+    """The command's result: one JSON object on one stdout line (from the main process only under torchrun)."""
+    if os.environ.get("RANK", "0") != "0":
+        return
     sys.stdout.write(json.dumps(result, default=str) + "\n")
     sys.stdout.flush()
 

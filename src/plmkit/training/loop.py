@@ -8,6 +8,7 @@ keyed by example position, so a resumed run sees exactly the batches an uninterr
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Iterator
 from contextlib import nullcontext
@@ -99,7 +100,9 @@ def build_accelerator(cfg: RunConfig, run_dir: Path) -> Accelerator:
             trackers = ["tensorboard"]
         except ImportError:
             stderr.print("[yellow]log.to has tensorboard but it is not installed; pip install tensorboard")
-    return Accelerator(mixed_precision=PRECISIONS[cfg.train.precision], log_with=trackers or None,
+    # Without a GPU, accelerate sets up multi-process (gloo) training only when told to use the CPU.
+    cpu = not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1
+    return Accelerator(cpu=cpu, mixed_precision=PRECISIONS[cfg.train.precision], log_with=trackers or None,
                        project_config=ProjectConfiguration(project_dir=str(run_dir), logging_dir=str(run_dir)))
 
 
@@ -186,10 +189,12 @@ def fit(cfg: RunConfig, model: torch.nn.Module, objective: Objective, train_set:
             window_tokens += block_tokens * tc.grad_accum
             loss = float(acc.reduce(loss_sum, reduction="sum")) / max(all_targets, 1)
             if not math.isfinite(loss):
-                raise TrainingError(
-                    f"the loss became {loss} at step {state['step']}; lower train.lr (now {tc.lr}), raise "
-                    f"train.warmup_steps or use train.precision=bf16/fp32, then `--resume` from the last "
-                    f"checkpoint in {run_dir / 'checkpoints'}")
+                advice = f"lower train.lr (now {tc.lr}) or raise train.warmup_steps (now {tc.warmup_steps})"
+                if tc.precision == "fp16":
+                    advice += ", or use train.precision=bf16 or fp32"
+                saved = checkpoint.latest(run_dir)
+                advice += (f"; then continue from {saved} with --resume" if saved else "; then start again")
+                raise TrainingError(f"the loss became {loss} at step {state['step']}: {advice}")
 
             step, last = state["step"], state["step"] == max_steps
             evaluate_now = last or (tc.eval_every > 0 and step % tc.eval_every == 0)
@@ -211,7 +216,8 @@ def fit(cfg: RunConfig, model: torch.nn.Module, objective: Objective, train_set:
                 checkpoint.save(acc, run_dir, step, {**state, "scheduler": scheduler.state_dict()},
                                 keep=tc.keep_checkpoints)
 
-    acc.end_training()
+    for tracker in acc.trackers:  # not acc.end_training(): that would also end the process group the caller uses
+        tracker.finish()
     if acc.is_main_process:
         plot_losses(run_dir / "metrics.jsonl", run_dir / "loss.png", title=cfg.run.name)
     metrics = {"initial_eval_loss": state["initial_eval_loss"],
