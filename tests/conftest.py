@@ -1,4 +1,5 @@
-"""Shared fixtures: a tiny English corpus, a tiny tokenizer trained once per session, and seeded RNGs."""
+"""Shared fixtures: a tiny English corpus, tiny tokenizers trained once per session (one per architecture),
+and seeded RNGs."""
 
 from __future__ import annotations
 
@@ -8,6 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+
+from plmkit.config import TokenizerConfig, TokenizerTrainConfig
+from plmkit.tokenization import train_tokenizer
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -33,3 +37,33 @@ def tiny_docs(tiny_corpus) -> list[str]:
 @pytest.fixture
 def run_dir(tmp_path) -> Path:
     return tmp_path / "run"
+
+TINY = FIXTURES / "tiny.txt"
+# arch -> (algorithm, vocab_size); byte-level bpe needs >= 256 + the special tokens
+TOKENIZERS = {"bert": ("wordpiece", 300), "roberta": ("bpe", 300), "gpt2": ("bpe", 300)}
+TOKENIZER_OF = {"bert": "bert", "roberta": "roberta", "gpt2": "gpt2", "llama": "gpt2"}  # llama shares gpt2's specials
+
+
+def tiny_docs_text() -> list[str]:
+    return [p.strip() for p in TINY.read_text(encoding="utf-8").split("\n\n") if p.strip()]
+
+
+@pytest.fixture(scope="session")
+def tokenizers_by_arch(tmp_path_factory):
+    """arch -> tokenizer (vocab 300) for bert, roberta, gpt2 and llama."""
+    docs = tiny_docs_text()
+    trained = {}
+    for arch, (algorithm, vocab) in TOKENIZERS.items():
+        cfg = TokenizerConfig(train=TokenizerTrainConfig(algorithm=algorithm, vocab_size=vocab, min_frequency=2))
+        trained[arch] = train_tokenizer(docs, cfg, arch, tmp_path_factory.mktemp(f"tok-{arch}"), show_progress=False)
+    return {arch: trained[TOKENIZER_OF[arch]] for arch in TOKENIZER_OF}
+
+
+@pytest.fixture(scope="session")
+def bert_tokenizer(tokenizers_by_arch):
+    return tokenizers_by_arch["bert"]
+
+
+@pytest.fixture(scope="session")
+def gpt2_tokenizer(tokenizers_by_arch):
+    return tokenizers_by_arch["gpt2"]

@@ -131,9 +131,10 @@ def pretrain(cfg: RunConfig, *, resume: bool = False, overwrite: bool = False,
                  accelerator=accelerator, show_progress=show_progress)
     metrics = {"steps": result.steps, "tokens_seen": result.tokens_seen, **result.metrics}
     weights = accelerator.get_state_dict(result.model)  # every process takes part: FSDP/DeepSpeed gather here
+    weights = {k.removeprefix("hf_model."): v for k, v in weights.items()}  # objective.wrap's prefix
     if state.is_main_process:
         model_card = render_model_card(cfg, data.report.to_dict(), metrics, kind)
-        export_final(accelerator.unwrap_model(result.model), tokenizer, run_dir, model_card, weights)
+        export_final(model, tokenizer, run_dir, model_card, weights)
         (run_dir / "results.json").write_text(json.dumps(metrics, indent=1))
     accelerator.wait_for_everyone()
     accelerator.end_training()  # closes trackers and, under torchrun, the process group

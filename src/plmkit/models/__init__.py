@@ -1,5 +1,11 @@
 """Model builders: transformers model classes built from our ModelConfig, or loaded from a checkpoint."""
 
-from plmkit.models.transformer import ARCHS, build_model, build_model_config, load_pretrained_model
+from plmkit.models.transformer import (
+    ARCHS,
+    build_model,
+    build_model_config,
+    load_pretrained_model,
+    masked_lm_head,
+)
 
-__all__ = ["ARCHS", "build_model", "build_model_config", "load_pretrained_model"]
+__all__ = ["ARCHS", "build_model", "build_model_config", "load_pretrained_model", "masked_lm_head"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import torch
 import transformers
 from transformers import AutoModelForCausalLM, AutoModelForMaskedLM, PretrainedConfig, PreTrainedModel
 
@@ -55,6 +56,15 @@ def build_model(cfg: ModelConfig, tokenizer, kind: str) -> PreTrainedModel:
         raise ConfigError(f"model.arch {cfg.arch!r} cannot be trained as {kind}; use one of {', '.join(fits)} "
                           "or change objective.name")
     return AUTO_CLASSES[kind].from_config(build_model_config(cfg, tokenizer), attn_implementation="sdpa")
+
+
+def masked_lm_head(model: PreTrainedModel) -> torch.nn.Module:
+    """The LM head of a transformers masked-LM model (BERT's `cls`, RoBERTa's `lm_head`): hidden (..., H) -> (..., V)."""
+    for name in ("cls", "lm_head"):
+        head = getattr(model, name, None)
+        if head is not None:
+            return head
+    raise ConfigError(f"{type(model).__name__} has no masked-LM head (cls or lm_head) that plmkit knows")
 
 
 def load_pretrained_model(name_or_path: str, kind: str) -> PreTrainedModel:

@@ -37,9 +37,16 @@ class Objective(Protocol):
     needs: tuple[str, ...]
     """Tokenizer roles the objective cannot work without, e.g. ("mask", "sep")."""
 
+    def wrap(self, model: nn.Module) -> nn.Module:
+        """The module the loop trains: the transformers model itself, or a thin module around it that keeps its
+        parameters (named `hf_model.*`) and computes the objective's loss in its forward."""
+        ...
+
     def collate(self, examples: list[dict]) -> dict[str, Tensor]: ...
 
-    def loss(self, model: nn.Module, batch: dict[str, Tensor]) -> LossOutput: ...
+    def loss(self, module: nn.Module, batch: dict[str, Tensor]) -> LossOutput:
+        """Summed loss of a batch; `module` is what `wrap` returned (possibly wrapped again by DDP/FSDP)."""
+        ...
 
 
 def example_generator(seed: int, index: int) -> torch.Generator:
@@ -67,3 +74,8 @@ def summed_cross_entropy(logits: Tensor, labels: Tensor) -> tuple[Tensor, Tensor
     selected = logits[keep].float()  # (N, V)
     loss = nn.functional.cross_entropy(selected, labels[keep], reduction="sum")
     return loss, keep.sum()
+
+
+def unwrap_training_module(module: nn.Module) -> nn.Module:
+    """The transformers model inside a module returned by an objective's `wrap` (or the module itself)."""
+    return getattr(module, "hf_model", module)

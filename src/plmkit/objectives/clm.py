@@ -29,6 +29,9 @@ class CausalLM:
     def __init__(self, cfg: CLMConfig, tokenizer, seed: int):
         self.cfg, self.seed = cfg, seed
 
+    def wrap(self, model: nn.Module) -> nn.Module:
+        return model  # the logits of every position are needed
+
     def collate(self, examples: list[dict]) -> dict[str, Tensor]:
         ids = torch.stack([torch.as_tensor(e["input_ids"], dtype=torch.long) for e in examples])  # (B, T)
         labels = torch.full_like(ids, -100)

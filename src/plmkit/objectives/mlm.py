@@ -11,13 +11,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from plmkit.objectives.base import (
-    LossOutput,
-    block_attention_mask,
-    example_generator,
-    objectives,
-    summed_cross_entropy,
-)
+from plmkit.models import masked_lm_head
+from plmkit.objectives.base import LossOutput, block_attention_mask, example_generator, objectives
 
 
 @dataclass
@@ -54,6 +49,9 @@ class MaskedLM:
         vocab = torch.arange(len(tokenizer))
         self.random_pool = vocab[~torch.isin(vocab, self.special_ids)]  # random replacements are never special
 
+    def wrap(self, model: nn.Module) -> nn.Module:
+        return SparseMaskedLM(model)
+
     def collate(self, examples: list[dict]) -> dict[str, Tensor]:
         ids = torch.stack([torch.as_tensor(e["input_ids"], dtype=torch.long) for e in examples])  # (B, T)
         inputs, labels = ids.clone(), torch.full_like(ids, -100)
@@ -67,11 +65,27 @@ class MaskedLM:
             batch["attention_mask"] = block_attention_mask(segments, causal=False)
         return batch
 
-    def loss(self, model: nn.Module, batch: dict[str, Tensor]) -> LossOutput:
-        inputs = {k: v for k, v in batch.items() if k != "labels"}
-        logits = model(**inputs).logits  # (B, T, V)
-        loss_sum, count = summed_cross_entropy(logits, batch["labels"])
+    def loss(self, module: nn.Module, batch: dict[str, Tensor]) -> LossOutput:
+        loss_sum, count = module(**batch)  # a SparseMaskedLM from wrap()
         return LossOutput(loss_sum=loss_sum, num_targets=count)
+
+
+class SparseMaskedLM(nn.Module):
+    """Runs the encoder on every token but the LM head only where a token is predicted (about 15% of positions),
+    as in cramming (Geiping & Goldstein, 2023): the same loss as the full head, for a fraction of its compute."""
+
+    def __init__(self, hf_model: nn.Module):
+        super().__init__()
+        self.hf_model = hf_model  # parameters stay hf_model.* (registered once): export strips the prefix
+        masked_lm_head(hf_model)  # fail now, not at the first step, if there is no head
+
+    def forward(self, input_ids: Tensor, labels: Tensor, attention_mask: Tensor | None = None,
+                **kwargs) -> tuple[Tensor, Tensor]:
+        hidden = self.hf_model.base_model(input_ids=input_ids, attention_mask=attention_mask,
+                                          **kwargs).last_hidden_state  # (B, T, H)
+        keep = labels != -100  # (B, T)
+        logits = masked_lm_head(self.hf_model)(hidden[keep])  # (N, V)
+        return nn.functional.cross_entropy(logits.float(), labels[keep], reduction="sum"), keep.sum()
 
 
 def mask_tokens(ids: Tensor, cfg: MLMConfig, special_ids: Tensor, mask_id: int, random_pool: Tensor,

@@ -37,7 +37,7 @@ class FitResult:
     metrics: dict[str, float] = field(default_factory=dict)
     """Last training loss, initial and final eval loss / perplexity, wall time."""
     model: torch.nn.Module | None = None
-    """The prepared (possibly DDP/FSDP-wrapped) model, for `accelerator.get_state_dict` at export."""
+    """The prepared training module (objective.wrap, then DDP/FSDP), for `accelerator.get_state_dict` at export."""
 
 
 class Positions(Dataset):
@@ -119,6 +119,7 @@ def fit(cfg: RunConfig, model: torch.nn.Module, objective: Objective, train_set:
     max_steps = steps_for(cfg, len(train_set), world)
     if tc.gradient_checkpointing:
         model.gradient_checkpointing_enable()
+    model = objective.wrap(model)  # e.g. masked LM: the LM head runs only at predicted positions
     optimizer = build_optimizer(model, tc)
     scheduler = build_scheduler(optimizer, tc, max_steps)  # stepped by us: accelerate would step it per process
     model, optimizer = acc.prepare(model, optimizer)

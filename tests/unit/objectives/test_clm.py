@@ -65,7 +65,7 @@ def test_loss_is_the_models_own_next_token_loss(gpt2_tokenizer):
                                     max_position_embeddings=64, dropout=0.0), gpt2_tokenizer, "causal_lm")
     ids = torch.randint(2, len(gpt2_tokenizer), (4, 32))
     obj = CausalLM(CLMConfig(), gpt2_tokenizer, seed=13)
-    out = obj.loss(model, obj.collate(_examples(ids)))
+    out = obj.loss(obj.wrap(model), obj.collate(_examples(ids)))
     assert out.num_targets.item() == 4 * 31
     reference = model(input_ids=ids, labels=ids).loss
     assert math.isclose((out.loss_sum / out.num_targets).item(), reference.item(), rel_tol=1e-5)

@@ -170,10 +170,17 @@ def test_loss_is_the_models_own_masked_lm_loss(bert_tokenizer):
                                     max_position_embeddings=64, dropout=0.0), bert_tokenizer, "masked_lm")
     obj = MaskedLM(MLMConfig(), bert_tokenizer, seed=13)
     batch = obj.collate(_examples(_blocks(bert_tokenizer, n=4, t=32)))
-    out = obj.loss(model, batch)
+    out = obj.loss(obj.wrap(model), batch)
     assert out.num_targets == (batch["labels"] != -100).sum()
     reference = model(**batch).loss  # transformers' mean cross-entropy over labels != -100
     assert math.isclose((out.loss_sum / out.num_targets).item(), reference.item(), rel_tol=1e-5)
+    # the sparse head (only predicted positions) gives the full head's gradients too
+    out.loss_sum.backward()
+    sparse_grads = {n: p.grad.clone() for n, p in model.named_parameters()}
+    model.zero_grad()
+    (model(**batch).loss * out.num_targets).backward()
+    for name, param in model.named_parameters():
+        torch.testing.assert_close(sparse_grads[name], param.grad, rtol=1e-4, atol=1e-6, msg=name)
 
 
 @pytest.mark.parametrize(("kwargs", "key"), [

@@ -81,7 +81,7 @@ def test_loss_is_finite_and_backward_fills_every_grad(name, arch, tokenizers_by_
     tok = tokenizers_by_arch[arch]
     obj = _objective(name, tok)
     model = _tiny_model(arch, tok, obj.model_kind).train()
-    out = obj.loss(model, obj.collate(_examples(tok, tiny_docs)))
+    out = obj.loss(obj.wrap(model), obj.collate(_examples(tok, tiny_docs)))
     assert out.loss_sum.ndim == 0 and out.loss_sum.requires_grad
     assert torch.isfinite(out.loss_sum)
     assert out.num_targets.ndim == 0 and not out.num_targets.is_floating_point() and out.num_targets > 0
@@ -102,14 +102,14 @@ def test_overfits_one_repeated_batch(name, arch, tokenizers_by_arch, tiny_docs):
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
     losses = []
     for _ in range(30):
-        out = obj.loss(model, batch)
+        out = obj.loss(obj.wrap(model), batch)
         loss = out.loss_sum / out.num_targets
         losses.append(loss.item())
         opt.zero_grad()
         loss.backward()
         opt.step()
     with torch.no_grad():
-        out = obj.loss(model, batch)
+        out = obj.loss(obj.wrap(model), batch)
     final = (out.loss_sum / out.num_targets).item()
     assert final <= 0.7 * losses[0], (losses[0], final)
 
