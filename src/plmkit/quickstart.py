@@ -24,9 +24,9 @@ SKIP_DIRS = {"test", "tests", "idlelib", "lib2to3", "site-packages", "dist-packa
              "__pycache__", "tkinter"}
 FILL_MASK_PROMPTS = [
     "Return a new [MASK] containing the items of the iterable.",
-    "Raise ValueError if the [MASK] is not found.",
+    "Raise ValueError if the value is not [MASK] the list.",
     "The default value of the timeout [MASK] is None.",
-    "If the file does not [MASK], an OSError is raised.",
+    "If the file does not exist, an [MASK] is raised.",
 ]
 
 

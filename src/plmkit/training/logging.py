@@ -66,8 +66,9 @@ def status_text(row: dict) -> str:
     return text
 
 
-def plot_losses(metrics_path: Path, out_path: Path, title: str = "") -> Path | None:
-    """Training loss (and evaluation loss where present) against step, saved as a PNG."""
+def plot_losses(metrics_path: Path, out_path: Path, title: str = "",
+                initial_eval_loss: float | None = None) -> Path | None:
+    """Training loss (and evaluation loss where present, from step 0 when given) against step, saved as a PNG."""
     rows = read_metrics(metrics_path)
     if not rows:
         return None
@@ -79,6 +80,8 @@ def plot_losses(metrics_path: Path, out_path: Path, title: str = "") -> Path | N
     fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
     train = [(r["step"], r["loss"]) for r in rows if "loss" in r and math.isfinite(r["loss"])]
     evals = [(r["step"], r["eval_loss"]) for r in rows if "eval_loss" in r]
+    if initial_eval_loss is not None:
+        evals.insert(0, (0, initial_eval_loss))
     if train:
         ax.plot(*zip(*train), label="train loss", lw=1.2)
     if evals:

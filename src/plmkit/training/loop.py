@@ -159,6 +159,9 @@ def fit(cfg: RunConfig, model: torch.nn.Module, objective: Objective, train_set:
 
     if state["initial_eval_loss"] is None:
         state["initial_eval_loss"] = evaluate()[0]
+        if show_progress and acc.is_main_process:
+            stderr.print(f"step      0  eval {state['initial_eval_loss']:.4f} "
+                         f"(ppl {math.exp(min(state['initial_eval_loss'], 50.0)):.1f}) before training")
     model.train()
     batches = iter(loader)
     block_tokens = tc.batch_size * world * train_set[0]["input_ids"].numel()
@@ -206,6 +209,8 @@ def fit(cfg: RunConfig, model: torch.nn.Module, objective: Objective, train_set:
                        "tokens_per_s": round(window_tokens / max(now - window_start, 1e-9), 1)}
                 if evaluate_now:
                     row["eval_loss"], row["eval_ppl"] = (round(v, 6) for v in evaluate())
+                    if show_progress and acc.is_main_process:  # a line per evaluation stays above the bar
+                        progress.console.print(f"step {step:>6}  {status_text(row)}")
                 log.write(row)
                 if acc.log_with:
                     acc.log({k: v for k, v in row.items() if k not in ("step", "time")}, step=step)
@@ -220,7 +225,8 @@ def fit(cfg: RunConfig, model: torch.nn.Module, objective: Objective, train_set:
     for tracker in acc.trackers:  # not acc.end_training(): that would also end the process group the caller uses
         tracker.finish()
     if acc.is_main_process:
-        plot_losses(run_dir / "metrics.jsonl", run_dir / "loss.png", title=cfg.run.name)
+        plot_losses(run_dir / "metrics.jsonl", run_dir / "loss.png", title=cfg.run.name,
+                    initial_eval_loss=state["initial_eval_loss"])
     metrics = {"initial_eval_loss": state["initial_eval_loss"],
                "initial_eval_ppl": math.exp(min(state["initial_eval_loss"], 50.0)),
                "train_seconds": round(time.time() - started, 2)}

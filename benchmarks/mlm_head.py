@@ -1,0 +1,87 @@
+"""Masked-LM training step with the LM head on every position (transformers' own forward) vs only on the predicted
+positions (plmkit's SparseMaskedLM), same model, same batches, alternating, in one process.
+
+    python benchmarks/mlm_head.py                      # the quickstart's model size on the CPU
+    python benchmarks/mlm_head.py --hidden 256 --steps 20 --device cuda
+Prints one JSON line: seconds per step for each and their ratio, and the largest loss difference.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+import torch
+
+from plmkit.config import ModelConfig, TokenizerConfig, TokenizerTrainConfig
+from plmkit.models import build_model
+from plmkit.objectives.mlm import MaskedLM, MLMConfig, SparseMaskedLM
+from plmkit.quickstart import stdlib_paragraphs
+from plmkit.tokenization import train_tokenizer
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--hidden", type=int, default=256)
+    parser.add_argument("--layers", type=int, default=4)
+    parser.add_argument("--vocab", type=int, default=8000)
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--block", type=int, default=128)
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args()
+
+    docs = stdlib_paragraphs()[:4000]
+    tok_cfg = TokenizerConfig(train=TokenizerTrainConfig(algorithm="wordpiece", vocab_size=args.vocab))
+    tokenizer = train_tokenizer(docs, tok_cfg, "bert", "/tmp/plm-bench-tokenizer", show_progress=False)
+    ids = tokenizer("\n".join(docs), add_special_tokens=False)["input_ids"]
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(arch="bert", hidden_size=args.hidden, num_layers=args.layers,
+                                    num_heads=max(1, args.hidden // 64), max_position_embeddings=args.block,
+                                    dropout=0.0), tokenizer, "masked_lm").to(args.device)
+    objective = MaskedLM(MLMConfig(), tokenizer, seed=0)
+    sparse = SparseMaskedLM(model)
+    per_batch = args.batch * args.block
+    batches = []
+    for step in range(args.steps):
+        chunk = ids[step * per_batch:(step + 1) * per_batch]
+        examples = [{"input_ids": torch.tensor(chunk[i * args.block:(i + 1) * args.block]), "index": i}
+                    for i in range(args.batch)]
+        batches.append({k: v.to(args.device) for k, v in objective.collate(examples).items()})
+
+    def full_step(batch):
+        out = model(**batch)
+        return out.loss * (batch["labels"] != -100).sum()
+
+    def sparse_step(batch):
+        return sparse(**batch)[0]
+
+    timings, losses = {"full": [], "sparse": []}, {"full": [], "sparse": []}
+    for fn in (full_step, sparse_step):  # warm-up
+        fn(batches[0]).backward()
+    for batch in batches:  # alternate, so drift in machine load hits both alike
+        for name, fn in (("full", full_step), ("sparse", sparse_step)):
+            model.zero_grad(set_to_none=True)
+            if args.device == "cuda":
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+            loss = fn(batch)
+            loss.backward()
+            if args.device == "cuda":
+                torch.cuda.synchronize()
+            timings[name].append(time.perf_counter() - start)
+            losses[name].append(loss.item())
+    full, sparse_s = (sorted(t)[len(t) // 2] for t in (timings["full"], timings["sparse"]))
+    result = {"device": args.device, "threads": torch.get_num_threads(), "hidden": args.hidden,
+              "layers": args.layers, "vocab": len(tokenizer), "batch": args.batch, "block": args.block,
+              "steps": args.steps, "full_head_s_per_step": round(full, 4), "sparse_head_s_per_step": round(sparse_s, 4),
+              "speedup": round(full / sparse_s, 3),
+              "max_rel_loss_diff": max(abs(a - b) / abs(a) for a, b in zip(losses["full"], losses["sparse"]))}
+    print(json.dumps(result))
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,14 @@
+"""The quickstart's corpus: standard-library docstrings and pydoc topics, found on every Python install."""
+
+from plmkit.quickstart import stdlib_paragraphs, write_stdlib_corpus
+
+
+def test_stdlib_corpus_is_large_clean_and_deterministic(tmp_path):
+    paragraphs = stdlib_paragraphs()
+    assert len(paragraphs) > 5000
+    assert all(len(p) >= 40 and "\n" not in p and p == p.strip() for p in paragraphs)
+    assert any("iterable" in p for p in paragraphs)
+    path, count = write_stdlib_corpus(tmp_path / "corpus.txt")
+    assert count == len(paragraphs)
+    assert path.read_text(encoding="utf-8").split("\n\n")[0] == paragraphs[0]
+    assert stdlib_paragraphs()[:100] == paragraphs[:100]
