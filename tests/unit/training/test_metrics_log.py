@@ -65,3 +65,11 @@ def test_loss_curve_png(run):
 @pytest.mark.parametrize("path", sorted(DEBUG_CONFIGS.glob("*.yaml")), ids=lambda p: p.stem)
 def test_debug_configs_log_every_step(path):
     assert load_config(path).train.log_every == 1
+
+
+def test_tensorboard_events_when_asked(debug_cfg, tmp_path):
+    pytest.importorskip("tensorboard")
+    out = tmp_path / "tb"
+    pretrain(debug_cfg("mlm", out, "train.max_steps=3", "log.to=[console,jsonl,tensorboard]"), show_progress=False)
+    events = list((out / "tensorboard").rglob("events.out.tfevents.*"))
+    assert events and events[0].stat().st_size > 0
