@@ -15,12 +15,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from accelerate.utils import set_seed
+from torch.utils.data import Subset
 
 from plmkit.config import RunConfig, save_config
 from plmkit.data import load_corpus, prepare_shards
 from plmkit.data.pack import KEYED_SETTINGS, input_fingerprint
 from plmkit.errors import PlmError
-from plmkit.models import ARCHS, build_model, load_pretrained_model
+from plmkit.models import ARCHS, build_model, build_task_model, load_pretrained_model
 from plmkit.objectives import build_objective, objectives
 from plmkit.tokenization import check_compatibility, load_tokenizer, train_tokenizer
 from plmkit.tokenization.compat import max_positions
@@ -127,7 +128,8 @@ def pretrain(cfg: RunConfig, *, resume: bool = False, overwrite: bool = False,
         stderr.print(f"model: {cfg.model.arch if not cfg.init.from_ else cfg.init.from_}, "
                      f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters; "
                      f"{len(blocks['train']):,} training blocks of {cfg.data.block_size} tokens")
-    result = fit(cfg, model, objective, blocks["train"], blocks["validation"], run_dir, resume=resume,
+    eval_blocks = Subset(blocks["validation"], range(min(len(blocks["validation"]), cfg.train.eval_blocks)))
+    result = fit(cfg, model, objective, blocks["train"], eval_blocks, run_dir, resume=resume,
                  accelerator=accelerator, show_progress=show_progress)
     metrics = {"steps": result.steps, "tokens_seen": result.tokens_seen, **result.metrics}
     weights = accelerator.get_state_dict(result.model)  # every process takes part: FSDP/DeepSpeed gather here
@@ -210,3 +212,211 @@ def render_model_card(cfg: RunConfig, report: dict, metrics: dict, kind: str) ->
               "tokenizer = AutoTokenizer.from_pretrained(model_dir)",
               f'pipe = pipeline("{task}", model=model_dir)', "```", ""]
     return "\n".join(lines)
+
+
+# --- fine-tuning --------------------------------------------------------------------------------------------------
+
+
+def finetune(cfg: RunConfig, *, scratch: bool = False, resume: bool = False, overwrite: bool = False,
+             show_progress: bool = True) -> RunResult:
+    """`plm finetune`: a task head on init.from (or, with `scratch`, the same architecture with random weights),
+    trained by the same loop; the best checkpoint on validation becomes final/ (loadable by AutoModelFor*)."""
+    from plmkit.tasks import build_task
+
+    if cfg.task is None:
+        raise PlmError("no task: pass --task classification|multilabel|ner or set task.name in the config")
+    if not cfg.init.from_:
+        raise PlmError("no model to fine-tune: pass --model PATH_OR_ID or set init.from (e.g. runs/quickstart/final)")
+    if not cfg.task.train:
+        raise PlmError("no training data: pass --train FILE or set task.train")
+    run_dir = Path(cfg.run.output_dir)
+    accelerator = build_accelerator(cfg, run_dir)
+    if accelerator.is_main_process:
+        _claim_run_dir(run_dir, resume=resume, overwrite=overwrite)
+        save_config(cfg, run_dir / "config.yaml")
+    accelerator.wait_for_everyone()
+    set_seed(cfg.run.seed)
+    tokenizer = load_tokenizer(cfg.tokenizer.pretrained or cfg.init.from_)
+    task = build_task(cfg.task, tokenizer, cfg.run.seed)
+    train_raw = task.read(cfg.task.train)
+    if cfg.task.validation:
+        valid_raw, valid_source = task.read(cfg.task.validation), cfg.task.validation
+    else:  # hold out every tenth example, so the best-checkpoint choice never sees training data
+        valid_raw, valid_source = train_raw[::10], f"{cfg.task.train} (every 10th example)"
+        train_raw = [e for i, e in enumerate(train_raw) if i % 10]
+        stderr.print(f"[yellow]no task.validation: holding out {len(valid_raw)} training examples for validation")
+    task.labels = task.labels_from(train_raw)
+    _warn_overlap(train_raw, valid_raw, cfg.task.train, valid_source)
+    train, valid = task.encode(train_raw, source=cfg.task.train), task.encode(valid_raw, source=valid_source)
+    model = build_task_model(cfg.init.from_, task.model_kind, task.model_kwargs(), scratch=scratch)
+    if cfg.adapter.name != "none":
+        raise PlmError(f"adapter.name={cfg.adapter.name}: LoRA fine-tuning is not available yet in this version; "
+                       "use full fine-tuning (adapter.name=none)")
+    if cfg.eval.select_best_by is None:
+        cfg.eval.select_best_by = task.main_metric
+    if accelerator.is_main_process:
+        stderr.print(f"{cfg.task.name}: {len(train):,} training and {len(valid):,} validation examples, "
+                     f"{len(task.labels)} labels; model {cfg.init.from_}{' (from scratch)' if scratch else ''}, "
+                     f"{sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters")
+    result = fit(cfg, model, task, train, valid, run_dir, resume=resume, accelerator=accelerator,
+                 show_progress=show_progress)
+    metrics = {"steps": result.steps, "tokens_seen": result.tokens_seen, **result.metrics}
+    best = run_dir / "checkpoints" / "best"
+    if (best / "model.safetensors").is_file():
+        from plmkit.training.checkpoint import load_weights
+
+        weights = load_weights(best)
+    else:
+        weights = accelerator.get_state_dict(result.model)
+    if accelerator.is_main_process:
+        threshold = getattr(task, "threshold", None)
+        if threshold is not None:
+            model.config.plmkit_threshold = threshold
+        card = render_finetune_card(cfg, metrics, scratch)
+        export_final(model, tokenizer, run_dir, card, weights)
+        (run_dir / "results.json").write_text(json.dumps(metrics, indent=1))
+        plot_finetune_curves(run_dir)
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
+    return RunResult(output_dir=run_dir, metrics=metrics)
+
+
+def _warn_overlap(train_raw, valid_raw, train_source, valid_source) -> None:
+    from plmkit.tasks.io import count_overlap
+
+    def texts(examples):
+        return [getattr(e, "text", None) or " ".join(getattr(e, "tokens", [])) for e in examples]
+
+    shared = count_overlap(texts(train_raw), texts(valid_raw))
+    if shared:
+        stderr.print(f"[yellow]warning: {shared} of {len(valid_raw)} examples in {valid_source} also occur in "
+                     f"{train_source}; validation scores will be optimistic")
+
+
+def render_finetune_card(cfg: RunConfig, metrics: dict, scratch: bool) -> str:
+    task = {"classification": "text-classification", "multilabel": "text-classification",
+            "ner": "token-classification"}[cfg.task.name]
+    rows = "\n".join(f"| {k} | {v:.4f} |" if isinstance(v, float) else f"| {k} | {v} |"
+                     for k, v in metrics.items())
+    start = "random weights (from scratch)" if scratch else cfg.init.from_
+    return (f"---\nlibrary_name: transformers\npipeline_tag: {task}\ntags: [plmkit]\n---\n\n# {cfg.run.name}\n\n"
+            f"Fine-tuned with plmkit for `{cfg.task.name}` from {start} on {cfg.task.train} "
+            f"(validation: {cfg.task.validation or 'held out from training'}).\n\n| | |\n|---|---|\n{rows}\n\n"
+            f"```python\nfrom transformers import pipeline\npipe = pipeline(\"{task}\", model=\"path/to/final\")\n```\n")
+
+
+def plot_finetune_curves(run_dir: Path) -> Path | None:
+    """curves.png: train loss, dev loss and the dev metric against step; warns when dev loss rises while the
+    training loss falls (overfitting)."""
+    from plmkit.training.logging import read_metrics
+
+    rows = read_metrics(run_dir / "metrics.jsonl")
+    evals = [r for r in rows if "eval_loss" in r]
+    if not rows:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    metric = next((k for k in ("eval_accuracy", "eval_micro_f1", "eval_f1") if evals and k in evals[0]), None)
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
+    ax.plot([r["step"] for r in rows], [r["loss"] for r in rows], label="train loss", lw=1)
+    ax.plot([r["step"] for r in evals], [r["eval_loss"] for r in evals], "o-", label="dev loss")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    if metric:
+        right = ax.twinx()
+        right.plot([r["step"] for r in evals], [r[metric] for r in evals], "s--", color="tab:green",
+                   label=f"dev {metric.removeprefix('eval_')}")
+        right.set_ylabel(metric.removeprefix("eval_"))
+        right.legend(loc="center right")
+    ax.legend(loc="upper right")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(run_dir / "curves.png")
+    plt.close(fig)
+    if len(evals) >= 2 and evals[-1]["eval_loss"] > min(r["eval_loss"] for r in evals[:-1]) and rows[-1]["loss"] < rows[0]["loss"]:
+        stderr.print("[yellow]warning: the dev loss rose while the training loss fell (overfitting); the best "
+                     "checkpoint was kept as final/, and fewer epochs or a lower train.lr may do better")
+    return run_dir / "curves.png"
+
+
+def _load_task_model(model_dir: str | Path, task_name: str, overrides: list[str] | None = None):
+    """(task, model) for a fine-tuned folder: the label set comes from the model's config."""
+    import transformers
+
+    from plmkit.config import load_config
+    from plmkit.models.transformer import TASK_CLASSES
+    from plmkit.tasks import build_task
+
+    cfg = load_config(None, [f"task.name={task_name}", *(overrides or [])])
+    tokenizer = load_tokenizer(str(model_dir))
+    task = build_task(cfg.task, tokenizer, cfg.run.seed)
+    auto = getattr(transformers, TASK_CLASSES[task.model_kind])
+    try:
+        model = auto.from_pretrained(str(model_dir), use_safetensors=True, trust_remote_code=False)
+    except (OSError, ValueError) as e:
+        raise PlmError(f"{model_dir}: not a {task.model_kind} model folder ({str(e).splitlines()[0]}); give the "
+                       "final/ folder of a `plm finetune` run") from None
+    task.labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
+    if hasattr(task, "threshold"):
+        task.threshold, task.tune = getattr(model.config, "plmkit_threshold", 0.5), False
+    return task, model.eval()
+
+
+def _run_task(task, model, encoded: list[dict], batch_size: int = 64, show_progress: bool = True) -> dict:
+    import torch
+    from rich.progress import Progress
+
+    outputs: dict[str, list] = {}
+    with torch.no_grad(), Progress(console=stderr, disable=not show_progress, transient=True) as progress:
+        bar = progress.add_task("predicting", total=len(encoded))
+        for start in range(0, len(encoded), batch_size):
+            batch = task.collate(encoded[start:start + batch_size])
+            for key, values in (task.loss(model, batch).outputs or {}).items():
+                outputs.setdefault(key, []).extend(values)
+            progress.advance(bar, min(batch_size, len(encoded) - start))
+    return outputs
+
+
+def evaluate(model_dir: str | Path, task_name: str, data: str | Path, *, overrides: list[str] | None = None,
+             show_progress: bool = True) -> dict:
+    """`plm evaluate`: score a fine-tuned model on a labeled file; writes eval/<task>-<file>.json (and a
+    confusion-matrix PNG for classification) next to the model's final/ folder."""
+    task, model = _load_task_model(model_dir, task_name, overrides)
+    encoded = task.encode(task.read(str(data)), source=str(data))
+    outputs = _run_task(task, model, encoded, show_progress=show_progress)
+    scores = task.metrics(outputs)
+    model_dir = Path(model_dir)
+    out = (model_dir.parent if model_dir.name == "final" else model_dir) / "eval"
+    out.mkdir(parents=True, exist_ok=True)
+    name = f"{task_name}-{Path(data).stem}"
+    result = {"task": task_name, "data": str(data), "examples": len(encoded), **scores}
+    if task_name == "classification":
+        from plmkit.evaluation import confusion_matrix, plot_confusion_matrix
+
+        matrix = confusion_matrix(outputs["prediction"], outputs["reference"], len(task.labels))
+        plot_confusion_matrix(matrix, task.labels, out / f"{name}-confusion.png", title=f"{task_name}: {data}")
+        result["confusion_matrix"] = matrix.tolist()
+    (out / f"{name}.json").write_text(json.dumps(result, indent=1))
+    return result
+
+
+def predict(model_dir: str | Path, task_name: str, data: str | Path, output: str | Path, *,
+            overrides: list[str] | None = None, show_progress: bool = True) -> dict:
+    """`plm predict`: labels for every example of a (possibly unlabeled) file, one JSON object per line."""
+    task, model = _load_task_model(model_dir, task_name, overrides)
+    raw = task.read(str(data), require_labels=False)
+    if task_name == "classification":
+        for example in raw:  # unlabeled rows: any known label keeps encode happy; it is not used
+            example.labels = example.labels[:1] if example.labels else [task.labels[0]]
+    encoded = task.encode(raw, source=str(data))
+    predictions = task.decode(_run_task(task, model, encoded, show_progress=show_progress))
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    with output.open("w", encoding="utf-8") as f:
+        for example, prediction in zip(raw, predictions):
+            text = {"text": example.text} if hasattr(example, "text") else {"tokens": example.tokens}
+            f.write(json.dumps({**text, **prediction}, ensure_ascii=False) + "\n")
+    return {"output": str(output), "examples": len(predictions)}

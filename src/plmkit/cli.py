@@ -69,6 +69,62 @@ def pretrain(config: ConfigArg, set_: SetOpt = None,
     emit({"output_dir": str(result.output_dir), **result.metrics})
 
 
+@app.command()
+def finetune(
+    config: Annotated[Path | None, typer.Argument(help="A fine-tuning config YAML (optional).")] = None,
+    set_: SetOpt = None,
+    model: Annotated[str | None, typer.Option(help="Pre-trained model folder or hub id (init.from).")] = None,
+    task: Annotated[str | None, typer.Option(help="classification | multilabel | ner (task.name).")] = None,
+    train: Annotated[str | None, typer.Option(help="Training file (task.train).")] = None,
+    validation: Annotated[str | None, typer.Option(help="Validation file (task.validation).")] = None,
+    out: Annotated[str | None, typer.Option(help="Run folder (run.output_dir); the model lands in OUT/final/.")]
+    = None,
+    epochs: Annotated[float | None, typer.Option(help="Passes over the training data (train.epochs).")] = None,
+    lora: Annotated[bool, typer.Option(help="LoRA adapters instead of full fine-tuning (adapter.name=lora).")]
+    = False,
+    scratch: Annotated[bool, typer.Option(help="Same architecture, random weights (for comparisons).")] = False,
+    resume: Annotated[bool, typer.Option(help="Continue from the latest checkpoint.")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Delete an earlier run in the output folder.")] = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Fine-tune a pre-trained model on a labeled task; the best checkpoint on validation lands in OUT/final/."""
+    from importlib import resources
+
+    from plmkit import api, load_config
+
+    shortcuts = {"init.from": model, "task.name": task, "task.train": train, "task.validation": validation,
+                 "run.output_dir": out, "train.epochs": epochs, "adapter.name": "lora" if lora else None}
+    overrides = [f"{k}={v}" for k, v in shortcuts.items() if v is not None] + list(set_ or [])
+    with resources.as_file(resources.files("plmkit") / "resources" / "finetune.yaml") as defaults:
+        cfg = load_config(config or defaults, overrides)
+    result = api.finetune(cfg, scratch=scratch, resume=resume, overwrite=overwrite, show_progress=not quiet)
+    emit({"output_dir": str(result.output_dir), **result.metrics})
+
+
+@app.command()
+def evaluate(model_dir: Annotated[Path, typer.Argument(help="A fine-tuned model folder (RUN/final).")],
+             task: Annotated[str, typer.Option(help="classification | multilabel | ner")],
+             data: Annotated[Path, typer.Option(help="A labeled file in the task's format.")],
+             set_: SetOpt = None, quiet: QuietOpt = False) -> None:
+    """Score a fine-tuned model on a labeled file; metrics go to RUN/eval/ and stdout (one JSON line)."""
+    from plmkit import api
+
+    result = api.evaluate(model_dir, task, data, overrides=set_, show_progress=not quiet)
+    emit({k: v for k, v in result.items() if k != "confusion_matrix"})
+
+
+@app.command()
+def predict(model_dir: Annotated[Path, typer.Argument(help="A fine-tuned model folder (RUN/final).")],
+            data: Annotated[Path, typer.Option(help="A file of texts (labels optional).")],
+            output: Annotated[Path, typer.Option(help="Where to write predictions (JSON lines).")],
+            task: Annotated[str, typer.Option(help="classification | multilabel | ner")] = "classification",
+            set_: SetOpt = None, quiet: QuietOpt = False) -> None:
+    """Predict labels for every example of a file, one JSON object per line."""
+    from plmkit import api
+
+    emit(api.predict(model_dir, task, data, output, overrides=set_, show_progress=not quiet))
+
+
 @tokenizer_app.command("train")
 def tokenizer_train(config: ConfigArg, set_: SetOpt = None, quiet: QuietOpt = False) -> None:
     """Train the configured tokenizer on the training documents into run.output_dir/tokenizer/."""
@@ -121,11 +177,12 @@ def config_check(folder: Annotated[Path, typer.Argument(help="Folder of YAML con
 
 
 @app.command("list")
-def list_(what: Annotated[str, typer.Argument(help="objectives")] = "objectives") -> None:
+def list_(what: Annotated[str, typer.Argument(help="objectives | tasks")] = "objectives") -> None:
     """List what a registry holds, one line each with its docstring."""
     from plmkit.objectives import objectives
+    from plmkit.tasks import tasks
 
-    registries = {"objectives": objectives}
+    registries = {"objectives": objectives, "tasks": tasks}
     if what not in registries:
         raise typer.BadParameter(f"choose one of: {', '.join(registries)}")
     for entry in registries[what]:

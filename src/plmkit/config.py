@@ -129,6 +129,8 @@ class TrainConfig:
     """constant | linear | cosine (after warm-up)."""
     warmup_steps: int = 0
     """Steps of linear warm-up from 0 to lr."""
+    warmup_ratio: float = 0.0
+    """Warm-up as a fraction of max_steps; when > 0 it replaces warmup_steps."""
     weight_decay: float = 0.01
     """AdamW weight decay (never on biases, LayerNorm/RMSNorm and embeddings)."""
     adam_beta1: float = 0.9
@@ -164,6 +166,33 @@ class LogConfig:
 
 
 @dataclass
+class AdapterConfig:
+    name: str = "none"
+    """none (full fine-tuning) | lora (peft LoRA adapters; the task head is trained fully)."""
+    r: int = 8
+    """LoRA rank."""
+    alpha: int = 16
+    """LoRA scaling numerator (the update is scaled by alpha / r)."""
+    dropout: float = 0.05
+    """Dropout on the LoRA input."""
+    target_modules: list[str] = field(default_factory=lambda: ["query", "value"])
+    """Names of the linear layers that get adapters (BERT: query, key, value, dense)."""
+
+
+@dataclass
+class EvalConfig:
+    at_start: bool = True
+    """Evaluate before the first step (pre-training: the perplexity of the untrained model)."""
+    per_epoch: bool = False
+    """Also evaluate at the end of every epoch."""
+    select_best_by: str | None = None
+    """Metric whose best value picks the weights exported to final/ (accuracy, f1, eval_loss, ...); null: the last
+    weights (pre-training) or the task's main metric (fine-tuning)."""
+    patience: int = 0
+    """Stop after this many evaluations without improving select_best_by (0: never stop early)."""
+
+
+@dataclass
 class RunConfig:
     run: RunSection = field(default_factory=RunSection)
     data: DataConfig = field(default_factory=DataConfig)
@@ -172,7 +201,11 @@ class RunConfig:
     init: InitConfig = field(default_factory=InitConfig)
     objective: Any = field(default_factory=lambda: {"name": "mlm"})
     """The objective: `name` picks it from the registry (plm list objectives); the rest are its settings."""
+    task: Any = field(default_factory=dict)
+    """Fine-tuning task: `name` picks it from the registry (plm list tasks); the rest are its settings."""
+    adapter: AdapterConfig = field(default_factory=AdapterConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
     log: LogConfig = field(default_factory=LogConfig)
 
 
@@ -187,14 +220,16 @@ CHOICES = {
     "model.arch": ("bert", "roberta", "gpt2", "llama"),
     "train.lr_schedule": ("constant", "linear", "cosine"),
     "train.precision": ("fp32", "bf16", "fp16"),
+    "adapter.name": ("none", "lora"),
 }
 POSITIVE = ("data.block_size", "data.shard_tokens", "tokenizer.train.vocab_size", "model.hidden_size",
             "model.num_layers", "model.num_heads", "model.max_position_embeddings", "train.max_steps",
             "train.batch_size", "train.grad_accum", "train.lr", "train.log_every", "train.save_every",
             "train.keep_checkpoints", "train.eval_blocks", "train.adam_eps")
 NON_NEGATIVE = ("data.min_chars", "train.warmup_steps", "train.weight_decay", "train.max_grad_norm",
-                "train.eval_every", "train.num_workers", "tokenizer.train.min_frequency")
-FRACTIONS = ("data.validation_fraction", "model.dropout", "train.adam_beta1", "train.adam_beta2")  # in [0, 1)
+                "train.eval_every", "train.num_workers", "tokenizer.train.min_frequency", "eval.patience")
+FRACTIONS = ("data.validation_fraction", "model.dropout", "train.adam_beta1", "train.adam_beta2",
+             "train.warmup_ratio")  # in [0, 1)
 POSITIVE_OR_NULL = ("model.intermediate_size", "model.vocab_size", "tokenizer.train.max_docs")
 
 
@@ -280,30 +315,36 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         cfg: RunConfig = OmegaConf.to_object(schema)  # resolves ${...} interpolations
     except OmegaConfBaseException as e:
         raise ConfigError(f"{_public_key(getattr(e, 'full_key', '?'))}: {str(e).splitlines()[0]} ({origin})") from None
-    cfg.objective = _objective_config(cfg.objective, origin)
+    cfg.objective = _registered_section(cfg.objective, origin, "objective", "mlm")
+    cfg.task = _registered_section(cfg.task, origin, "task", "classification", required=False)
     validate(cfg, origin)
     return cfg
 
 
-def _objective_config(section: Any, origin: str) -> Any:
-    from plmkit.objectives import objectives
-
+def _registered_section(section: Any, origin: str, kind: str, example: str, required: bool = True) -> Any:
+    """Validate the `objective:` / `task:` section against the config dataclass registered under its `name`."""
+    if kind == "objective":
+        from plmkit.objectives import objectives as registry
+    else:
+        from plmkit.tasks import tasks as registry
     if section is not None and not isinstance(section, (dict, DictConfig)):
-        raise ConfigError(f"objective must be a mapping such as {{name: mlm}}; got {section!r} ({origin})")
+        raise ConfigError(f"{kind} must be a mapping such as {{name: {example}}}; got {section!r} ({origin})")
     section = dict(section or {})
     name = section.pop("name", None)
     if name is None:
-        raise ConfigError(f"objective.name is missing ({origin}); choose one of: {', '.join(objectives.names())}")
+        if not required and not section:
+            return None
+        raise ConfigError(f"{kind}.name is missing ({origin}); choose one of: {', '.join(registry.names())}")
     try:
-        entry = objectives.get(name)
+        entry = registry.get(name)
     except ConfigError as e:
-        raise ConfigError(f"objective.name: {e} ({origin})") from None
+        raise ConfigError(f"{kind}.name: {e} ({origin})") from None
     schema = OmegaConf.structured(entry.config)
-    node = _merge(schema, section, origin, prefix="objective.") if section else schema
+    node = _merge(schema, section, origin, prefix=f"{kind}.") if section else schema
     try:
         obj = OmegaConf.to_object(node)
     except OmegaConfBaseException as e:
-        raise ConfigError(f"objective.{getattr(e, 'full_key', '?')}: {e} ({origin})") from None
+        raise ConfigError(f"{kind}.{getattr(e, 'full_key', '?')}: {e} ({origin})") from None
     obj.name = name
     return obj
 
@@ -349,9 +390,10 @@ def validate(cfg: RunConfig, origin: str = "config") -> None:
 
 def to_dict(cfg: RunConfig) -> dict:
     """The resolved config as plain data, with public key names (init.from)."""
-    objective = cfg.objective
-    tree = dataclasses.asdict(dataclasses.replace(cfg, objective={}))
-    tree["objective"] = {"name": objective.name, **dataclasses.asdict(objective)}
+    tree = dataclasses.asdict(dataclasses.replace(cfg, objective={}, task={}))
+    for key in ("objective", "task"):
+        section = getattr(cfg, key)
+        tree[key] = {"name": section.name, **dataclasses.asdict(section)} if section is not None else {}
     return _rename_keywords(tree, to_python=False)
 
 
@@ -388,10 +430,12 @@ def reference_markdown() -> str:
     for key, type_, default, doc in field_docs():
         lines.append(f"| `{key}` | {type_} | `{default!r}` | {doc.replace('|', '/')} |")
     from plmkit.objectives import objectives
+    from plmkit.tasks import tasks
 
-    for entry in objectives:
-        for key, type_, default, doc in field_docs(entry.config, f"objective.{entry.name}: "):
-            lines.append(f"| `{key}` | {type_} | `{default!r}` | {doc.replace('|', '/')} |")
+    for kind, registry in (("objective", objectives), ("task", tasks)):
+        for entry in registry:
+            for key, type_, default, doc in field_docs(entry.config, f"{kind}.{entry.name}: "):
+                lines.append(f"| `{key}` | {type_} | `{default!r}` | {doc.replace('|', '/')} |")
     return "\n".join(lines) + "\n"
 
 

@@ -4,8 +4,9 @@ from plmkit.models.transformer import (
     ARCHS,
     build_model,
     build_model_config,
+    build_task_model,
     load_pretrained_model,
     masked_lm_head,
 )
 
-__all__ = ["ARCHS", "build_model", "build_model_config", "load_pretrained_model", "masked_lm_head"]
+__all__ = ["ARCHS", "build_model", "build_model_config", "build_task_model", "load_pretrained_model", "masked_lm_head"]

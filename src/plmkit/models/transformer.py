@@ -82,3 +82,27 @@ def load_pretrained_model(name_or_path: str, kind: str) -> PreTrainedModel:
     except (OSError, ValueError) as e:
         raise CompatibilityError(f"init.from: could not load {name_or_path} as a {kind} model: "
                                  f"{str(e).splitlines()[0]}") from None
+
+
+TASK_CLASSES = {"sequence_classification": "AutoModelForSequenceClassification",
+                "token_classification": "AutoModelForTokenClassification"}
+
+
+def build_task_model(name_or_path: str, kind: str, label_kwargs: dict, *, scratch: bool = False) -> PreTrainedModel:
+    """A task head on a pre-trained encoder (a new, randomly initialised head), or with `scratch` the same
+    architecture with random weights everywhere (for measuring what pre-training bought)."""
+    auto = getattr(transformers, TASK_CLASSES[kind])
+    local = Path(name_or_path).expanduser()
+    if not local.exists() and looks_local(name_or_path):
+        raise CompatibilityError(f"init.from: {name_or_path} does not exist; give a Hugging Face model folder "
+                                 "(e.g. runs/quickstart/final) or a hub id")
+    source = str(local) if local.exists() else name_or_path
+    try:
+        if scratch:
+            config = transformers.AutoConfig.from_pretrained(source, trust_remote_code=False, **label_kwargs)
+            return auto.from_config(config, attn_implementation="sdpa")
+        return auto.from_pretrained(source, attn_implementation="sdpa", use_safetensors=True,
+                                    trust_remote_code=False, **label_kwargs)
+    except (OSError, ValueError) as e:
+        raise CompatibilityError(f"init.from: could not load {name_or_path} for {kind}: "
+                                 f"{str(e).splitlines()[0]}") from None

@@ -29,6 +29,8 @@ class LossOutput:
     num_targets: Tensor
     """Number of targets that loss_sum adds up (an integer scalar)."""
     metrics: dict[str, Tensor] = field(default_factory=dict)
+    outputs: dict[str, list] | None = None
+    """Per-example predictions and references (tasks), collected during evaluation for the task's metrics."""
 
 
 class Objective(Protocol):

@@ -26,7 +26,7 @@ def checkpoint_dirs(run_dir: Path) -> list[Path]:
     root = Path(run_dir) / "checkpoints"
     if not root.is_dir():
         return []
-    done = [p for p in root.glob("step-*") if (p / STATE_FILE).is_file() and ".tmp" not in p.name]
+    done = [p for p in root.glob("step-*") if (p / STATE_FILE).is_file() and ".tmp" not in p.name]  # not best/
     return sorted(done, key=lambda p: int(p.name.split("-")[1]))
 
 
@@ -58,6 +58,41 @@ def save(accelerator: Accelerator, run_dir: Path, step: int, trainer_state: dict
             shutil.rmtree(stale, ignore_errors=True)
     accelerator.wait_for_everyone()
     return final
+
+
+def save_weights(accelerator: Accelerator, model, folder: Path) -> Path:
+    """The model's full weights as one safetensors file in `folder`, written atomically (every process calls this:
+    sharded weights are gathered first)."""
+    from safetensors.torch import save_file
+
+    weights = accelerator.get_state_dict(model)
+    if accelerator.is_main_process:
+        folder = Path(folder)
+        tmp = folder.with_name(f".tmp-{folder.name}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        save_file({k: v.contiguous() for k, v in _untie(weights).items()}, tmp / "model.safetensors")
+        shutil.rmtree(folder, ignore_errors=True)
+        os.replace(tmp, folder)
+    accelerator.wait_for_everyone()
+    return Path(folder)
+
+
+def load_weights(folder: Path) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(Path(folder) / "model.safetensors")
+
+
+def _untie(weights: dict) -> dict:
+    """safetensors refuses two names for one tensor (tied embeddings): keep the first name of each."""
+    seen, out = set(), {}
+    for name, tensor in weights.items():
+        key = (tensor.data_ptr(), tensor.shape, tensor.dtype)
+        if key not in seen:
+            seen.add(key)
+            out[name] = tensor
+    return out
 
 
 def load(accelerator: Accelerator, checkpoint: Path) -> dict:

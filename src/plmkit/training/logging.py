@@ -62,7 +62,9 @@ def progress_bar(enabled: bool) -> Progress:
 def status_text(row: dict) -> str:
     text = f"loss {row['loss']:.4f}  {row['tokens_per_s']:,.0f} tok/s"
     if "eval_loss" in row:
-        text += f"  eval {row['eval_loss']:.4f} (ppl {row['eval_ppl']:.1f})"
+        text += f"  eval {row['eval_loss']:.4f}"
+    if "eval_ppl" in row:
+        text += f" (ppl {row['eval_ppl']:.1f})"
     return text
 
 

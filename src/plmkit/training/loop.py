@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import ProjectConfiguration
+from accelerate.utils import ProjectConfiguration, gather_object
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from plmkit.config import RunConfig
@@ -124,7 +124,8 @@ def fit(cfg: RunConfig, model: torch.nn.Module, objective: Objective, train_set:
     scheduler = build_scheduler(optimizer, tc, max_steps)  # stepped by us: accelerate would step it per process
     model, optimizer = acc.prepare(model, optimizer)
 
-    state = {"step": 0, "micro_step": 0, "tokens_seen": 0, "initial_eval_loss": None}
+    state = {"step": 0, "micro_step": 0, "tokens_seen": 0, "initial_eval_loss": None, "best": None,
+             "best_step": None, "evals_without_improvement": 0}
     found = checkpoint.latest(run_dir) if resume else None
     if found is not None:
         state = checkpoint.load(acc, found)
@@ -140,31 +141,43 @@ def fit(cfg: RunConfig, model: torch.nn.Module, objective: Objective, train_set:
                         generator=torch.Generator().manual_seed(cfg.run.seed),
                         batch_sampler=StepSampler(len(train_set), tc.batch_size, world, rank, cfg.run.seed,
                                                   start=state["micro_step"]))
-    eval_positions = list(range(rank, min(len(eval_set), tc.eval_blocks), world))
     eval_loader = DataLoader(Positions(eval_set, offset=EVAL_INDEX_OFFSET), collate_fn=objective.collate,
-                             batch_size=tc.batch_size, sampler=eval_positions, generator=torch.Generator())
+                             batch_size=tc.batch_size, sampler=list(range(rank, len(eval_set), world)),
+                             generator=torch.Generator())
+    task_metrics = getattr(objective, "metrics", None)  # tasks score predictions; objectives only have a loss
 
-    def evaluate() -> tuple[float, float]:
+    def evaluate() -> dict[str, float]:
         eval_model = acc.unwrap_model(model)
         eval_model.eval()
         total = torch.zeros(2, dtype=torch.float64, device=acc.device)  # (loss sum, targets)
+        outputs: dict[str, list] = {}
         with torch.no_grad(), acc.autocast():
             for batch in eval_loader:
                 out = objective.loss(eval_model, _to(batch, acc.device))
                 total += torch.stack([out.loss_sum.double(), out.num_targets.double()])
+                for key, values in (out.outputs or {}).items():
+                    outputs.setdefault(key, []).extend(values)
         total = acc.reduce(total, reduction="sum")
         model.train()
         loss = (total[0] / total[1].clamp(min=1)).item()
-        return loss, math.exp(min(loss, 50.0))
+        scores = {"eval_loss": loss}
+        if task_metrics is not None:
+            if world > 1:
+                outputs = {k: gather_object(v) for k, v in outputs.items()}
+            scores.update({f"eval_{k}": v for k, v in task_metrics(outputs).items()})
+        else:
+            scores["eval_ppl"] = math.exp(min(loss, 50.0))
+        return scores
 
-    if state["initial_eval_loss"] is None:
-        state["initial_eval_loss"] = evaluate()[0]
+    best_key = _metric_key(cfg.eval.select_best_by)
+    if state["initial_eval_loss"] is None and cfg.eval.at_start:
+        scores = evaluate()
+        state["initial_eval_loss"] = scores["eval_loss"]
         if show_progress and acc.is_main_process:
-            stderr.print(f"step      0  eval {state['initial_eval_loss']:.4f} "
-                         f"(ppl {math.exp(min(state['initial_eval_loss'], 50.0)):.1f}) before training")
+            stderr.print(f"step      0  {_scores_text(scores)} before training")
     model.train()
     batches = iter(loader)
-    block_tokens = tc.batch_size * world * train_set[0]["input_ids"].numel()
+    steps_per_epoch = max(1, math.ceil(len(train_set) / (tc.batch_size * tc.grad_accum * world)))
     last_row: dict = {}
     started, window_start, window_tokens = time.time(), time.time(), 0
     progress = progress_bar(show_progress and acc.is_main_process)
@@ -172,8 +185,9 @@ def fit(cfg: RunConfig, model: torch.nn.Module, objective: Objective, train_set:
         bar = progress.add_task("train", total=max_steps, completed=state["step"], status="")
         while state["step"] < max_steps:
             micro = [_to(next(batches), acc.device) for _ in range(tc.grad_accum)]
-            local_targets = sum(int((b["labels"] != -100).sum()) for b in micro)
-            all_targets = int(acc.reduce(torch.tensor(local_targets, device=acc.device), reduction="sum"))
+            local_counts = torch.tensor([sum(int((b["labels"] != -100).sum()) for b in micro),
+                                         sum(_input_tokens(b) for b in micro)], device=acc.device)
+            all_targets, step_tokens = (int(v) for v in acc.reduce(local_counts, reduction="sum"))
             loss_sum = torch.zeros((), dtype=torch.float64, device=acc.device)
             for i, batch in enumerate(micro):
                 sync = i == len(micro) - 1
@@ -189,8 +203,8 @@ def fit(cfg: RunConfig, model: torch.nn.Module, objective: Objective, train_set:
             optimizer.zero_grad(set_to_none=True)
             state["step"] += 1
             state["micro_step"] += tc.grad_accum
-            state["tokens_seen"] += block_tokens * tc.grad_accum
-            window_tokens += block_tokens * tc.grad_accum
+            state["tokens_seen"] += step_tokens
+            window_tokens += step_tokens
             loss = float(acc.reduce(loss_sum, reduction="sum")) / max(all_targets, 1)
             if not math.isfinite(loss):
                 advice = f"lower train.lr (now {tc.lr}) or raise train.warmup_steps (now {tc.warmup_steps})"
@@ -201,16 +215,24 @@ def fit(cfg: RunConfig, model: torch.nn.Module, objective: Objective, train_set:
                 raise TrainingError(f"the loss became {loss} at step {state['step']}: {advice}")
 
             step, last = state["step"], state["step"] == max_steps
-            evaluate_now = last or (tc.eval_every > 0 and step % tc.eval_every == 0)
+            evaluate_now = (last or (tc.eval_every > 0 and step % tc.eval_every == 0)
+                            or (cfg.eval.per_epoch and step % steps_per_epoch == 0))
+            stop_early = False
             if evaluate_now or last or step % tc.log_every == 0:
                 now = time.time()
                 row = {"step": step, "time": round(now, 3), "loss": round(loss, 6), "lr": lr,
                        "grad_norm": round(float(grad_norm), 6), "tokens_seen": state["tokens_seen"],
                        "tokens_per_s": round(window_tokens / max(now - window_start, 1e-9), 1)}
                 if evaluate_now:
-                    row["eval_loss"], row["eval_ppl"] = (round(v, 6) for v in evaluate())
+                    row.update({k: round(v, 6) for k, v in evaluate().items()})
                     if show_progress and acc.is_main_process:  # a line per evaluation stays above the bar
-                        progress.console.print(f"step {step:>6}  {status_text(row)}")
+                        progress.console.print(f"step {step:>6}  loss {loss:.4f}  {_scores_text(row)}")
+                    if best_key is not None:
+                        stop_early = _track_best(acc, model, row, best_key, state, run_dir, cfg.eval.patience)
+                        if stop_early and acc.is_main_process:
+                            progress.console.print(f"early stopping: {best_key} has not improved for "
+                                                   f"{cfg.eval.patience} evaluations (best at step "
+                                                   f"{state['best_step']})")
                 log.write(row)
                 if acc.log_with:
                     acc.log({k: v for k, v in row.items() if k not in ("step", "time")}, step=step)
@@ -218,21 +240,68 @@ def fit(cfg: RunConfig, model: torch.nn.Module, objective: Objective, train_set:
                 last_row, window_start, window_tokens = row, time.time(), 0
             else:
                 progress.update(bar, completed=step)
-            if last or step % tc.save_every == 0:
+            if last or stop_early or step % tc.save_every == 0:
                 checkpoint.save(acc, run_dir, step, {**state, "scheduler": scheduler.state_dict()},
                                 keep=tc.keep_checkpoints)
+            if stop_early:
+                break
 
     for tracker in acc.trackers:  # not acc.end_training(): that would also end the process group the caller uses
         tracker.finish()
     if acc.is_main_process:
         plot_losses(run_dir / "metrics.jsonl", run_dir / "loss.png", title=cfg.run.name,
                     initial_eval_loss=state["initial_eval_loss"])
-    metrics = {"initial_eval_loss": state["initial_eval_loss"],
-               "initial_eval_ppl": math.exp(min(state["initial_eval_loss"], 50.0)),
-               "train_seconds": round(time.time() - started, 2)}
+    metrics = {"train_seconds": round(time.time() - started, 2)}
+    if state["initial_eval_loss"] is not None:
+        metrics["initial_eval_loss"] = state["initial_eval_loss"]
+        if task_metrics is None:
+            metrics["initial_eval_ppl"] = math.exp(min(state["initial_eval_loss"], 50.0))
     if last_row:
-        metrics.update({k: last_row[k] for k in ("loss", "eval_loss", "eval_ppl") if k in last_row})
+        metrics.update({k: v for k, v in last_row.items() if k == "loss" or k.startswith("eval_")})
+    if best_key is not None and state["best_step"] is not None:
+        metrics.update({"best_step": state["best_step"], f"best_{best_key}": state["best"]})
     return FitResult(steps=state["step"], tokens_seen=state["tokens_seen"], metrics=metrics, model=model)
+
+
+def _metric_key(name: str | None) -> str | None:
+    """eval.select_best_by -> the metrics.jsonl key it reads (accuracy -> eval_accuracy)."""
+    if name is None:
+        return None
+    return name if name.startswith("eval_") else f"eval_{name}"
+
+
+def _track_best(acc: Accelerator, model, row: dict, key: str, state: dict, run_dir: Path, patience: int) -> bool:
+    """Keep the best weights in checkpoints/best/ (atomically); True when patience has run out."""
+    if key not in row:
+        from plmkit.errors import ConfigError
+
+        found = ", ".join(k.removeprefix("eval_") for k in row if k.startswith("eval_"))
+        raise ConfigError(f"eval.select_best_by: no metric {key.removeprefix('eval_')!r}; this run reports {found}")
+    value, lower_is_better = row[key], key == "eval_loss"
+    improved = state["best"] is None or (value < state["best"] if lower_is_better else value > state["best"])
+    if improved:
+        state.update(best=value, best_step=row["step"], evals_without_improvement=0)
+        checkpoint.save_weights(acc, model, Path(run_dir) / "checkpoints" / "best")
+        return False
+    state["evals_without_improvement"] += 1
+    return patience > 0 and state["evals_without_improvement"] >= patience
+
+
+def _scores_text(scores: dict) -> str:
+    def one(key: str, value: float) -> str:
+        if key == "eval_ppl":
+            return f"(ppl {value:.1f})"
+        return f"{'eval' if key == 'eval_loss' else key.removeprefix('eval_')} {value:.4f}"
+
+    return "  ".join(one(k, v) for k, v in scores.items() if k.startswith("eval_"))
+
+
+def _input_tokens(batch: dict) -> int:
+    """Non-padding input tokens of a batch (all of them for packed blocks)."""
+    mask = batch.get("attention_mask")
+    if mask is not None and mask.dim() == 2:
+        return int(mask.sum())
+    return batch["input_ids"].numel()
 
 
 def _to(batch: dict, device: torch.device) -> dict:

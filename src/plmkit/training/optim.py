@@ -35,5 +35,6 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
 
 def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, max_steps: int):
     """Linear warm-up to cfg.lr, then constant, linear or cosine decay (transformers.get_scheduler)."""
-    return get_scheduler(SCHEDULES[cfg.lr_schedule], optimizer, num_warmup_steps=cfg.warmup_steps,
+    warmup = round(cfg.warmup_ratio * max_steps) if cfg.warmup_ratio > 0 else cfg.warmup_steps
+    return get_scheduler(SCHEDULES[cfg.lr_schedule], optimizer, num_warmup_steps=warmup,
                          num_training_steps=max_steps)

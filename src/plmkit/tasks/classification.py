@@ -1,0 +1,190 @@
+"""Sequence classification: single-label (softmax; accuracy, macro-F1) and multi-label (sigmoid, tuned threshold;
+micro-F1, grouped as HoC scores it). Inputs: TSV/CSV with a header or JSONL.
+Try it:  plm finetune --model runs/quickstart/final --task classification --train train.tsv --validation dev.tsv
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from plmkit.errors import DataError
+from plmkit.evaluation import classification_metrics, multilabel_metrics, tune_threshold
+from plmkit.objectives.base import LossOutput
+from plmkit.tasks.base import tasks
+from plmkit.tasks.io import label_list, read_text_examples
+
+MODEL_KEYS = ("input_ids", "attention_mask", "token_type_ids")
+
+
+@dataclass
+class ClassificationConfig:
+    train: str | None = None
+    """Training file: .tsv/.csv with a header, or .jsonl."""
+    validation: str | None = None
+    """Validation file (same format); the best checkpoint is chosen on it."""
+    text_column: str | None = None
+    """Text column; null: the first of text, sentence, text_a."""
+    text_pair_column: str | None = None
+    """Second text of a sentence pair (e.g. text_b); null: single sentences."""
+    label_column: str | None = None
+    """Label column; null: label or labels."""
+    group_column: str | None = None
+    """Multi-label only: rows sharing a group (e.g. HoC's index PMID_sN -> PMID) are scored as one."""
+    max_length: int = 128
+    """Longest input in tokens; longer texts are truncated."""
+
+    def validate(self) -> None:
+        if self.max_length < 2:
+            raise ValueError(f"max_length must be >= 2; got {self.max_length}")
+
+
+def _encode_texts(tokenizer, examples, max_length: int) -> list[dict]:
+    texts = [e.text for e in examples]
+    pairs = [e.text_pair for e in examples] if examples and examples[0].text_pair is not None else None
+    encoded = tokenizer(texts, pairs, truncation=True, max_length=max_length)
+    keys = [k for k in MODEL_KEYS if k in encoded and k != "attention_mask"]
+    return [{k: encoded[k][i] for k in keys} for i in range(len(examples))]
+
+
+def _pad(tokenizer, examples: list[dict]) -> dict[str, Tensor]:
+    features = [{k: e[k] for k in MODEL_KEYS if k in e} for e in examples]
+    return dict(tokenizer.pad(features, return_tensors="pt"))
+
+
+def _check_labels(examples, known: list[str], source: str) -> None:
+    unseen = sorted({label for e in examples for label in e.labels} - set(known))
+    if unseen:
+        raise DataError(f"{source}: label(s) {unseen} do not occur in the training data; the model knows "
+                        f"{known}")
+
+
+@tasks.register("classification", config=ClassificationConfig)
+class Classification:
+    """Single-label classification (sentiment, topic): softmax over the labels; accuracy and macro-F1."""
+
+    model_kind = "sequence_classification"
+    main_metric = "accuracy"
+
+    def __init__(self, cfg: ClassificationConfig, tokenizer, seed: int):
+        self.cfg, self.tokenizer, self.seed = cfg, tokenizer, seed
+        self.labels: list[str] = []
+
+    def read(self, path: str, require_labels: bool = True) -> list:
+        return read_text_examples(path, text_column=self.cfg.text_column, text_pair_column=self.cfg.text_pair_column,
+                                  label_column=self.cfg.label_column, require_labels=require_labels)
+
+    def labels_from(self, examples: list) -> list[str]:
+        return label_list(examples)
+
+    def model_kwargs(self) -> dict:
+        return {"num_labels": len(self.labels), "id2label": dict(enumerate(self.labels)),
+                "label2id": {label: i for i, label in enumerate(self.labels)},
+                "problem_type": "single_label_classification"}
+
+    def encode(self, examples: list, source: str = "data") -> list[dict]:
+        if examples and examples[0].labels:
+            _check_labels(examples, self.labels, source)
+        encoded = _encode_texts(self.tokenizer, examples, self.cfg.max_length)
+        index = {label: i for i, label in enumerate(self.labels)}
+        for enc, example in zip(encoded, examples):
+            enc["label"] = index[example.labels[0]] if example.labels else -100
+        return encoded
+
+    def wrap(self, model: nn.Module) -> nn.Module:
+        return model
+
+    def collate(self, examples: list[dict]) -> dict[str, Tensor]:
+        batch = _pad(self.tokenizer, examples)
+        batch["labels"] = torch.tensor([e["label"] for e in examples], dtype=torch.long)  # (B,)
+        return batch
+
+    def loss(self, module: nn.Module, batch: dict[str, Tensor]) -> LossOutput:
+        logits = module(**{k: v for k, v in batch.items() if k in MODEL_KEYS}).logits  # (B, L)
+        labels = batch["labels"]
+        keep = labels != -100
+        loss_sum = nn.functional.cross_entropy(logits[keep].float(), labels[keep], reduction="sum")
+        outputs = {"prediction": logits.argmax(-1).tolist(), "reference": labels.tolist(),
+                   "probabilities": logits.float().softmax(-1).tolist()}
+        return LossOutput(loss_sum=loss_sum, num_targets=keep.sum(), outputs=outputs)
+
+    def metrics(self, outputs: dict[str, list]) -> dict[str, float]:
+        scores = classification_metrics(outputs["prediction"], outputs["reference"], self.labels)
+        return {"accuracy": scores["accuracy"], "macro_f1": scores["macro_f1"]}
+
+    def decode(self, outputs: dict[str, list]) -> list[dict]:
+        return [{"label": self.labels[p], "score": round(max(probs), 6)}
+                for p, probs in zip(outputs["prediction"], outputs["probabilities"])]
+
+
+@tasks.register("multilabel", config=ClassificationConfig)
+class MultiLabelClassification:
+    """Multi-label classification (e.g. HoC): a sigmoid per label, the threshold tuned on validation; micro-F1."""
+
+    model_kind = "sequence_classification"
+    main_metric = "micro_f1"
+
+    def __init__(self, cfg: ClassificationConfig, tokenizer, seed: int):
+        self.cfg, self.tokenizer, self.seed = cfg, tokenizer, seed
+        self.labels: list[str] = []
+        self.threshold = 0.5
+        """Tuned on each evaluation during fine-tuning and saved with the model (config.plmkit_threshold)."""
+        self.tune = True
+        """False when scoring a finished model: its saved threshold is used, never one tuned on the test data."""
+
+    def read(self, path: str, require_labels: bool = True) -> list:
+        return read_text_examples(path, text_column=self.cfg.text_column, text_pair_column=self.cfg.text_pair_column,
+                                  label_column=self.cfg.label_column, multilabel=True,
+                                  group_column=self.cfg.group_column, require_labels=require_labels)
+
+    def labels_from(self, examples: list) -> list[str]:
+        return label_list(examples)
+
+    def model_kwargs(self) -> dict:
+        return {"num_labels": len(self.labels), "id2label": dict(enumerate(self.labels)),
+                "label2id": {label: i for i, label in enumerate(self.labels)},
+                "problem_type": "multi_label_classification"}
+
+    def encode(self, examples: list, source: str = "data") -> list[dict]:
+        _check_labels(examples, self.labels, source)
+        encoded = _encode_texts(self.tokenizer, examples, self.cfg.max_length)
+        index = {label: i for i, label in enumerate(self.labels)}
+        for enc, example in zip(encoded, examples):
+            hot = [0.0] * len(self.labels)
+            for label in example.labels:
+                hot[index[label]] = 1.0
+            enc["label"], enc["group"] = hot, example.group
+        return encoded
+
+    def wrap(self, model: nn.Module) -> nn.Module:
+        return model
+
+    def collate(self, examples: list[dict]) -> dict[str, Tensor]:
+        batch = _pad(self.tokenizer, examples)
+        batch["labels"] = torch.tensor([e["label"] for e in examples], dtype=torch.float)  # (B, L)
+        batch["groups"] = [e.get("group") for e in examples]
+        return batch
+
+    def loss(self, module: nn.Module, batch: dict[str, Tensor]) -> LossOutput:
+        logits = module(**{k: v for k, v in batch.items() if k in MODEL_KEYS}).logits.float()  # (B, L)
+        labels = batch["labels"]
+        loss_sum = nn.functional.binary_cross_entropy_with_logits(logits, labels, reduction="sum")
+        outputs = {"probabilities": logits.sigmoid().tolist(), "reference": labels.tolist(),
+                   "group": list(batch["groups"])}
+        return LossOutput(loss_sum=loss_sum, num_targets=torch.tensor(labels.numel()), outputs=outputs)
+
+    def metrics(self, outputs: dict[str, list]) -> dict[str, float]:
+        probs, refs = np.array(outputs["probabilities"]), np.array(outputs["reference"])
+        groups = outputs["group"] if all(g is not None for g in outputs["group"]) else None
+        if self.tune:
+            self.threshold = tune_threshold(probs, refs, groups=groups)
+        scores = multilabel_metrics(probs, refs, threshold=self.threshold, groups=groups)
+        keep = ("micro_f1", "macro_f1", "threshold", "grouped_micro_f1")
+        return {k: scores[k] for k in keep if k in scores}
+
+    def decode(self, outputs: dict[str, list]) -> list[dict]:
+        return [{"labels": [self.labels[i] for i, p in enumerate(probs) if p >= self.threshold],
+                 "probabilities": [round(p, 6) for p in probs]} for probs in outputs["probabilities"]]

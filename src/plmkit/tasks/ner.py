@@ -1,0 +1,117 @@
+"""Named-entity recognition (token classification): the label of each word sits on its first sub-token (the
+others are ignored), entity-level precision/recall/F1 with seqeval. Inputs: column files (token first, tag last).
+Try it:  plm finetune --model runs/quickstart/final --task ner --train train.conll --validation valid.conll
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from plmkit.errors import DataError
+from plmkit.evaluation import ner_metrics
+from plmkit.objectives.base import LossOutput
+from plmkit.tasks.base import tasks
+from plmkit.tasks.io import label_list, read_tagged_sentences
+
+MODEL_KEYS = ("input_ids", "attention_mask", "token_type_ids")
+
+
+@dataclass
+class NERConfig:
+    train: str | None = None
+    """Training file: token first, tag last on each line, a blank line between sentences (IOB1/IOB2/BIOES)."""
+    validation: str | None = None
+    """Validation file (same format); the best checkpoint is chosen on it."""
+    max_length: int = 256
+    """Longest sentence in sub-word tokens; words past it are predicted O."""
+
+    def validate(self) -> None:
+        if self.max_length < 2:
+            raise ValueError(f"max_length must be >= 2; got {self.max_length}")
+
+
+def align_labels(word_ids: list[int | None], word_labels: list[int]) -> list[int]:
+    """Per sub-token labels: a word's label on its first sub-token, -100 on the rest and on special tokens."""
+    aligned, previous = [], None
+    for word in word_ids:
+        aligned.append(word_labels[word] if word is not None and word != previous else -100)
+        previous = word
+    return aligned
+
+
+@tasks.register("ner", config=NERConfig)
+class NamedEntities:
+    """Named-entity recognition: a tag per word (IOB2), entity-level F1 with seqeval."""
+
+    model_kind = "token_classification"
+    main_metric = "f1"
+
+    def __init__(self, cfg: NERConfig, tokenizer, seed: int):
+        self.cfg, self.tokenizer, self.seed = cfg, tokenizer, seed
+        self.labels: list[str] = []
+
+    def read(self, path: str, require_labels: bool = True) -> list:
+        return read_tagged_sentences(path, require_tags=require_labels)
+
+    def labels_from(self, sentences: list) -> list[str]:
+        return label_list(sentences)
+
+    def model_kwargs(self) -> dict:
+        return {"num_labels": len(self.labels), "id2label": dict(enumerate(self.labels)),
+                "label2id": {label: i for i, label in enumerate(self.labels)}}
+
+    def encode(self, sentences: list, source: str = "data") -> list[dict]:
+        index = {label: i for i, label in enumerate(self.labels)}
+        unseen = sorted({t for s in sentences for t in s.tags} - set(index))
+        if unseen:
+            raise DataError(f"{source}: tag(s) {unseen} do not occur in the training data; the model knows "
+                            f"{self.labels}")
+        encoded = self.tokenizer([s.tokens for s in sentences], is_split_into_words=True, truncation=True,
+                                 max_length=self.cfg.max_length)
+        out = []
+        for i, sentence in enumerate(sentences):
+            word_labels = [index[t] for t in sentence.tags]
+            example = {k: encoded[k][i] for k in MODEL_KEYS if k in encoded and k != "attention_mask"}
+            example["label"] = align_labels(encoded.word_ids(i), word_labels)
+            example["word_labels"] = word_labels
+            out.append(example)
+        return out
+
+    def wrap(self, model: nn.Module) -> nn.Module:
+        return model
+
+    def collate(self, examples: list[dict]) -> dict[str, Tensor]:
+        batch = dict(self.tokenizer.pad([{k: e[k] for k in MODEL_KEYS if k in e} for e in examples],
+                                        return_tensors="pt"))
+        T = batch["input_ids"].shape[1]
+        batch["labels"] = torch.tensor([e["label"] + [-100] * (T - len(e["label"])) for e in examples])  # (B, T)
+        batch["word_labels"] = [e["word_labels"] for e in examples]
+        return batch
+
+    def loss(self, module: nn.Module, batch: dict[str, Tensor]) -> LossOutput:
+        logits = module(**{k: v for k, v in batch.items() if k in MODEL_KEYS}).logits  # (B, T, L)
+        labels = batch["labels"]
+        keep = labels != -100
+        loss_sum = nn.functional.cross_entropy(logits[keep].float(), labels[keep], reduction="sum")
+        predicted = logits.argmax(-1)  # (B, T)
+        predictions, references = [], []
+        for row, words in enumerate(batch["word_labels"]):
+            tags = [self.labels[p] for p in predicted[row][keep[row]].tolist()]
+            tags += ["O"] * (len(words) - len(tags))  # words cut off by max_length
+            predictions.append(tags)
+            references.append([self.labels[w] for w in words])
+        return LossOutput(loss_sum=loss_sum, num_targets=keep.sum(),
+                          outputs={"prediction": predictions, "reference": references})
+
+    def metrics(self, outputs: dict[str, list]) -> dict[str, float]:
+        scores = ner_metrics(outputs["prediction"], outputs["reference"])
+        flat = {k: scores[k] for k in ("f1", "precision", "recall")}
+        for entity, values in scores.get("per_type", {}).items():
+            flat[f"{entity}_f1"] = values["f1"]
+        return flat
+
+    def decode(self, outputs: dict[str, list]) -> list[dict]:
+        return [{"tags": tags} for tags in outputs["prediction"]]
