@@ -249,9 +249,13 @@ def finetune(cfg: RunConfig, *, scratch: bool = False, resume: bool = False, ove
     _warn_overlap(train_raw, valid_raw, cfg.task.train, valid_source)
     train, valid = task.encode(train_raw, source=cfg.task.train), task.encode(valid_raw, source=valid_source)
     model = build_task_model(cfg.init.from_, task.model_kind, task.model_kwargs(), scratch=scratch)
-    if cfg.adapter.name != "none":
-        raise PlmError(f"adapter.name={cfg.adapter.name}: LoRA fine-tuning is not available yet in this version; "
-                       "use full fine-tuning (adapter.name=none)")
+    base_model = model
+    if cfg.adapter.name == "lora":
+        from plmkit.models.peft import add_lora, trainable_share
+
+        model = add_lora(model, cfg.adapter, task.model_kind)
+        stderr.print(f"LoRA r={cfg.adapter.r} on {', '.join(cfg.adapter.target_modules)}: "
+                     f"{trainable_share(model):.1%} of the parameters are trained")
     if cfg.eval.select_best_by is None:
         cfg.eval.select_best_by = task.main_metric
     if accelerator.is_main_process:
@@ -268,8 +272,15 @@ def finetune(cfg: RunConfig, *, scratch: bool = False, resume: bool = False, ove
         weights = load_weights(best)
     else:
         weights = accelerator.get_state_dict(result.model)
+    if cfg.adapter.name == "lora":  # fold the adapters in: final/ loads without peft
+        from plmkit.models.peft import merge_lora
+
+        peft_model = accelerator.unwrap_model(result.model)
+        model, weights = merge_lora(peft_model, _complete(weights, peft_model)), None
+    else:
+        model = base_model
     if accelerator.is_main_process:
-        threshold = getattr(task, "threshold", None)
+        threshold = metrics.get("best_eval_threshold", getattr(task, "threshold", None))  # the best weights' own
         if threshold is not None:
             model.config.plmkit_threshold = threshold
         card = render_finetune_card(cfg, metrics, scratch)
@@ -279,6 +290,12 @@ def finetune(cfg: RunConfig, *, scratch: bool = False, resume: bool = False, ove
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return RunResult(output_dir=run_dir, metrics=metrics)
+
+
+def _complete(weights: dict, model) -> dict:
+    """A saved state dict lacks the second name of tied tensors: fill those from the live model."""
+    state = model.state_dict()
+    return {**{k: v for k, v in state.items() if k not in weights}, **weights}
 
 
 def _warn_overlap(train_raw, valid_raw, train_source, valid_source) -> None:

@@ -133,6 +133,10 @@ class TrainConfig:
     """Warm-up as a fraction of max_steps; when > 0 it replaces warmup_steps."""
     weight_decay: float = 0.01
     """AdamW weight decay (never on biases, LayerNorm/RMSNorm and embeddings)."""
+    head_lr: float | None = None
+    """Learning rate of a fine-tuning task head (the layers the pre-trained model did not have); null: lr."""
+    layer_lr_decay: float = 1.0
+    """Layer-wise LR decay: layer k from the top trains at lr x decay^k, embeddings lowest; 1.0: off."""
     adam_beta1: float = 0.9
     """AdamW beta1."""
     adam_beta2: float = 0.98
@@ -230,7 +234,7 @@ NON_NEGATIVE = ("data.min_chars", "train.warmup_steps", "train.weight_decay", "t
                 "train.eval_every", "train.num_workers", "tokenizer.train.min_frequency", "eval.patience")
 FRACTIONS = ("data.validation_fraction", "model.dropout", "train.adam_beta1", "train.adam_beta2",
              "train.warmup_ratio")  # in [0, 1)
-POSITIVE_OR_NULL = ("model.intermediate_size", "model.vocab_size", "tokenizer.train.max_docs")
+POSITIVE_OR_NULL = ("model.intermediate_size", "model.vocab_size", "tokenizer.train.max_docs", "train.head_lr")
 
 
 def _rename_keywords(tree: dict, to_python: bool) -> dict:
@@ -372,6 +376,8 @@ def validate(cfg: RunConfig, origin: str = "config") -> None:
     for key in FRACTIONS:
         if not 0 <= _get(cfg, key) < 1:
             raise ConfigError(f"{key} must be in [0, 1); got {_get(cfg, key)} ({origin})")
+    if not 0 < cfg.train.layer_lr_decay <= 1:
+        raise ConfigError(f"train.layer_lr_decay must be in (0, 1]; got {cfg.train.layer_lr_decay} ({origin})")
     if cfg.train.epochs is not None and cfg.train.epochs <= 0:
         raise ConfigError(f"train.epochs must be > 0 or null; got {cfg.train.epochs} ({origin})")
     if cfg.model.hidden_size % cfg.model.num_heads:

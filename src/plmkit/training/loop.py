@@ -197,7 +197,7 @@ def fit(cfg: RunConfig, model: torch.nn.Module, objective: Objective, train_set:
                     acc.backward(out.loss_sum * (world / max(all_targets, 1)))
                 loss_sum += out.loss_sum.detach().double()
             grad_norm = acc.clip_grad_norm_(model.parameters(), tc.max_grad_norm if tc.max_grad_norm > 0 else math.inf)
-            lr = scheduler.get_last_lr()[0]
+            lr = max(scheduler.get_last_lr())  # the peak group (a task head may train faster)
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
@@ -259,7 +259,8 @@ def fit(cfg: RunConfig, model: torch.nn.Module, objective: Objective, train_set:
     if last_row:
         metrics.update({k: v for k, v in last_row.items() if k == "loss" or k.startswith("eval_")})
     if best_key is not None and state["best_step"] is not None:
-        metrics.update({"best_step": state["best_step"], f"best_{best_key}": state["best"]})
+        metrics.update({"best_step": state["best_step"], f"best_{best_key}": state["best"],
+                        **{f"best_{k}": v for k, v in state.get("best_scores", {}).items()}})
     return FitResult(steps=state["step"], tokens_seen=state["tokens_seen"], metrics=metrics, model=model)
 
 
@@ -280,7 +281,8 @@ def _track_best(acc: Accelerator, model, row: dict, key: str, state: dict, run_d
     value, lower_is_better = row[key], key == "eval_loss"
     improved = state["best"] is None or (value < state["best"] if lower_is_better else value > state["best"])
     if improved:
-        state.update(best=value, best_step=row["step"], evals_without_improvement=0)
+        state.update(best=value, best_step=row["step"], evals_without_improvement=0,
+                     best_scores={k: v for k, v in row.items() if k.startswith("eval_")})
         checkpoint.save_weights(acc, model, Path(run_dir) / "checkpoints" / "best")
         return False
     state["evals_without_improvement"] += 1

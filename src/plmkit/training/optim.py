@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import torch
 from torch import nn
 from transformers import get_scheduler
@@ -27,10 +29,41 @@ def decay_groups(model: nn.Module) -> tuple[list[nn.Parameter], list[nn.Paramete
     return decay, no_decay
 
 
+def layer_lrs(model: nn.Module, cfg: TrainConfig) -> dict[int, float]:
+    """id(param) -> learning rate under train.head_lr and train.layer_lr_decay (empty when both are off).
+
+    The backbone is the transformers base model (`base_model_prefix`, e.g. `bert`); everything outside it is the
+    task head. Inside it, layer i of n trains at lr x decay^(n - i), the embeddings at lr x decay^(n + 1), and
+    what sits above the layers (a pooler) at lr."""
+    if cfg.head_lr is None and cfg.layer_lr_decay == 1.0:
+        return {}
+    hf = next((m for m in model.modules() if hasattr(m, "base_model_prefix") and hasattr(m, "config")), None)
+    if hf is None:
+        return {}
+    prefix = hf.base_model_prefix
+    n = getattr(hf.config, "num_hidden_layers", None) or getattr(hf.config, "n_layer", 0)
+    out = {}
+    for name, param in model.named_parameters():
+        parts = name.split(".")
+        if prefix not in parts:
+            out[id(param)] = cfg.head_lr if cfg.head_lr is not None else cfg.lr
+            continue
+        layer = re.search(r"\.(?:layer|layers|h)\.(\d+)\.", name)
+        depth = n - int(layer.group(1)) if layer else (n + 1 if "embed" in name or ".wte." in name or ".wpe." in name
+                                                         else 0)
+        out[id(param)] = cfg.lr * cfg.layer_lr_decay ** depth
+    return out
+
+
 def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
     decay, no_decay = decay_groups(model)
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.adam_beta1, cfg.adam_beta2), eps=cfg.adam_eps)
+    lrs = layer_lrs(model, cfg)
+    groups: dict[tuple[float, float], list[nn.Parameter]] = {}
+    for params, weight_decay in ((decay, cfg.weight_decay), (no_decay, 0.0)):
+        for param in params:
+            groups.setdefault((lrs.get(id(param), cfg.lr), weight_decay), []).append(param)
+    param_groups = [{"params": ps, "lr": lr, "weight_decay": wd} for (lr, wd), ps in groups.items()]
+    return torch.optim.AdamW(param_groups, lr=cfg.lr, betas=(cfg.adam_beta1, cfg.adam_beta2), eps=cfg.adam_eps)
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, max_steps: int):

@@ -1,0 +1,33 @@
+"""LoRA adapters through `peft` (Hu et al., 2021): low-rank updates on chosen linear layers, the task head trained in
+full, and a merged export that loads without `peft`.  Try it:  plm finetune ... --lora
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from plmkit.config import AdapterConfig
+
+TASK_TYPES = {"sequence_classification": "SEQ_CLS", "token_classification": "TOKEN_CLS"}
+
+
+def add_lora(model: nn.Module, cfg: AdapterConfig, kind: str) -> nn.Module:
+    """Wrap `model` in a peft LoRA model; for these task types peft also trains the head (`classifier`) in full."""
+    from peft import LoraConfig, TaskType, get_peft_model
+
+    lora = LoraConfig(task_type=getattr(TaskType, TASK_TYPES[kind]), r=cfg.r, lora_alpha=cfg.alpha,
+                      lora_dropout=cfg.dropout, target_modules=list(cfg.target_modules))
+    return get_peft_model(model, lora)
+
+
+def merge_lora(peft_model: nn.Module, weights: dict | None = None) -> nn.Module:
+    """Load `weights` (a state dict of the peft model, e.g. the best checkpoint) and fold the adapters into the base
+    weights: the result is a plain transformers model."""
+    if weights is not None:
+        peft_model.load_state_dict(weights)
+    return peft_model.merge_and_unload()
+
+
+def trainable_share(model: nn.Module) -> float:
+    total = sum(p.numel() for p in model.parameters())
+    return sum(p.numel() for p in model.parameters() if p.requires_grad) / max(total, 1)
