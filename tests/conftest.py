@@ -23,6 +23,15 @@ def _seed():
     torch.manual_seed(0)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    """Test models are tiny: one intra-op thread is as fast, and does not crawl on a busy CPU."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture
 def tiny_corpus() -> Path:
     """About 13 KB of English prose (standard-library docstrings), paragraphs separated by blank lines."""

@@ -110,17 +110,25 @@ def _read_text(path: Path, doc_split: str) -> Iterator[str]:
         yield "\n".join(block)
 
 
+def json_record(path: Path, lineno: int, line: str) -> dict:
+    """One JSON-lines record; a line that is not a JSON object is a DataError naming the file and line."""
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as e:
+        raise DataError(f"{path}:{lineno}: not valid JSON ({e.msg} at column {e.colno}); "
+                        "each line must hold one JSON object") from None
+    if not isinstance(record, dict):
+        hint = (f"; to turn a JSON array into one object per line: `jq -c '.[]' {path} > {Path(path).stem}.jsonl`"
+                if isinstance(record, list) else "")
+        raise DataError(f"{path}:{lineno}: expected a JSON object per line, got {type(record).__name__}{hint}")
+    return record
+
+
 def _read_jsonl(path: Path, text_field: str) -> Iterator[str]:
     for lineno, line in _lines(path):
         if not line.strip():
             continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise DataError(f"{path}:{lineno}: not valid JSON ({e.msg} at column {e.colno}); "
-                            "each line must hold one JSON object") from None
-        if not isinstance(record, dict):
-            raise DataError(f"{path}:{lineno}: expected a JSON object per line, got {type(record).__name__}")
+        record = json_record(path, lineno, line)
         text = record.get(text_field)
         if not isinstance(text, str):
             problem = (f"has no {text_field!r} field" if text_field not in record

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from plmkit.data.sources import json_record
 from plmkit.errors import DataError
 
 TEXT_COLUMNS = ("text", "sentence", "text_a")  # looked for in this order when task.text_column is unset
@@ -161,15 +162,7 @@ def _jsonl_records(path: Path, text: str) -> Iterator[tuple[int, dict]]:
     for lineno, line in _lines(text):
         if not line.strip():
             continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise DataError(f"{path}:{lineno}: not valid JSON ({e.msg} at column {e.colno}); "
-                            "each line must hold one JSON object") from None
-        if not isinstance(record, dict):
-            hint = (f"; to turn a JSON array into one object per line: `jq -c '.[]' {path} > {path.stem}.jsonl`"
-                    if isinstance(record, list) else "")
-            raise DataError(f"{path}:{lineno}: expected a JSON object per line, got {type(record).__name__}{hint}")
+        record = json_record(path, lineno, line)
         yield lineno, record
 
 

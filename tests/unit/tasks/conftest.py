@@ -125,11 +125,3 @@ def finetune_cfg(tiny_encoder) -> Callable[..., RunConfig]:
 
     return make
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """The models are tiny: one intra-op thread is as fast, and does not crawl on a busy CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)

@@ -11,7 +11,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-import torch
 
 from plmkit import load_config
 from plmkit.config import RunConfig
@@ -45,11 +44,3 @@ def metrics() -> Callable[[Path], list[dict]]:
     """metrics(run_dir) -> the rows of run_dir/metrics.jsonl."""
     return lambda run_dir: read_metrics(Path(run_dir) / "metrics.jsonl")
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """The debug models are tiny: one intra-op thread is as fast, and does not crawl on a busy CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
