@@ -161,6 +161,8 @@ class TrainConfig:
     """Checkpoints kept in checkpoints/ (the oldest are deleted)."""
     num_workers: int = 0
     """DataLoader worker processes."""
+    group_by_length: bool = True
+    """Fine-tuning: batch examples of similar length together (less padding); packed blocks are all one length."""
 
 
 @dataclass

@@ -68,6 +68,7 @@ class Classification:
 
     model_kind = "sequence_classification"
     main_metric = "accuracy"
+    group_by_length = True
 
     def __init__(self, cfg: ClassificationConfig, tokenizer, seed: int):
         self.cfg, self.tokenizer, self.seed = cfg, tokenizer, seed
@@ -126,6 +127,7 @@ class MultiLabelClassification:
 
     model_kind = "sequence_classification"
     main_metric = "micro_f1"
+    group_by_length = True
 
     def __init__(self, cfg: ClassificationConfig, tokenizer, seed: int):
         self.cfg, self.tokenizer, self.seed = cfg, tokenizer, seed

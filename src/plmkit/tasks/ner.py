@@ -48,6 +48,7 @@ class NamedEntities:
 
     model_kind = "token_classification"
     main_metric = "f1"
+    group_by_length = True
 
     def __init__(self, cfg: NERConfig, tokenizer, seed: int):
         self.cfg, self.tokenizer, self.seed = cfg, tokenizer, seed

@@ -62,15 +62,20 @@ class StepSampler(Sampler):
     Global micro-batch k holds positions [k*B*W, (k+1)*B*W) of an endless stream of seeded per-epoch permutations;
     process r takes the r-th slice of B. Resuming at micro-step k costs nothing: no data is read to skip."""
 
-    def __init__(self, n: int, batch_size: int, world: int, rank: int, seed: int, start: int):
+    def __init__(self, n: int, batch_size: int, world: int, rank: int, seed: int, start: int,
+                 lengths: list[int] | None = None):
         self.n, self.batch, self.world, self.rank, self.seed, self.start = n, batch_size, world, rank, seed, start
+        self.lengths = torch.as_tensor(lengths) if lengths is not None else None
         self._epoch, self._perm = -1, None
 
     def _position(self, p: int) -> int:
         epoch = p // self.n
         if epoch != self._epoch:
             gen = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
-            self._epoch, self._perm = epoch, torch.randperm(self.n, generator=gen)
+            perm = torch.randperm(self.n, generator=gen)
+            if self.lengths is not None:
+                perm = group_by_length(perm, self.lengths, 50 * self.batch * self.world)
+            self._epoch, self._perm = epoch, perm
         return epoch * self.n + int(self._perm[p % self.n])
 
     def __iter__(self) -> Iterator[list[int]]:
@@ -82,6 +87,13 @@ class StepSampler(Sampler):
 
     def __len__(self) -> int:  # endless; DataLoader only needs a number
         return 1 << 62
+
+
+def group_by_length(perm: torch.Tensor, lengths: torch.Tensor, chunk: int) -> torch.Tensor:
+    """Sort each chunk of a shuffled order by example length (longest first), so a batch holds examples of similar
+    length and pads little; the chunks stay in random order (as transformers' LengthGroupedSampler)."""
+    parts = [c[torch.argsort(lengths[c], descending=True, stable=True)] for c in perm.split(chunk)]
+    return torch.cat(parts)
 
 
 def steps_for(cfg: RunConfig, num_blocks: int, world: int) -> int:
@@ -135,12 +147,15 @@ def fit(cfg: RunConfig, model: torch.nn.Module, objective: Objective, train_set:
     if acc.log_with:
         acc.init_trackers("tensorboard")  # event files in run_dir/tensorboard/
 
+    lengths = None  # tasks pad to the longest example of a batch: batch examples of similar length together
+    if tc.group_by_length and getattr(objective, "group_by_length", False):
+        lengths = [len(example["input_ids"]) for example in train_set]
     # Each DataLoader gets its own generator: creating an iterator draws a seed, and drawing it from the global RNG
     # would shift dropout randomness whenever an evaluation runs, so a resumed run would drift from an unbroken one.
     loader = DataLoader(Positions(train_set), collate_fn=objective.collate, num_workers=tc.num_workers,
                         generator=torch.Generator().manual_seed(cfg.run.seed),
                         batch_sampler=StepSampler(len(train_set), tc.batch_size, world, rank, cfg.run.seed,
-                                                  start=state["micro_step"]))
+                                                  start=state["micro_step"], lengths=lengths))
     eval_loader = DataLoader(Positions(eval_set, offset=EVAL_INDEX_OFFSET), collate_fn=objective.collate,
                              batch_size=tc.batch_size, sampler=list(range(rank, len(eval_set), world)),
                              generator=torch.Generator())

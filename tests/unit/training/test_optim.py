@@ -92,3 +92,18 @@ def test_build_optimizer_sets_decay_per_group():
     assert [g["weight_decay"] for g in opt.param_groups] == [0.05, 0.0]
     assert [len(g["params"]) for g in opt.param_groups] == [len(decay), len(no_decay)]
     assert all(g["lr"] == 1e-3 for g in opt.param_groups)
+
+
+def test_group_by_length_sorts_within_chunks_and_keeps_every_example():
+    import torch
+
+    from plmkit.training.loop import group_by_length
+
+    perm = torch.randperm(100, generator=torch.Generator().manual_seed(0))
+    lengths = torch.randint(1, 50, (100,), generator=torch.Generator().manual_seed(1))
+    grouped = group_by_length(perm, lengths, chunk=20)
+    assert sorted(grouped.tolist()) == list(range(100))
+    for start in range(0, 100, 20):
+        chunk = grouped[start:start + 20]
+        assert set(chunk.tolist()) == set(perm[start:start + 20].tolist())  # chunks keep their members
+        assert lengths[chunk].tolist() == sorted(lengths[chunk].tolist(), reverse=True)
