@@ -49,12 +49,13 @@ def quickstart(
     data: Annotated[list[str] | None, typer.Option(help="Your own text files or globs instead of the "
                                                       "standard-library docstrings (repeatable).")] = None,
     max_steps: Annotated[int | None, typer.Option(help="Training steps (default: the quickstart's).")] = None,
+    finetune: Annotated[bool, typer.Option(help="Then fine-tune it and a scratch twin on a labeled task.")] = True,
     quiet: QuietOpt = False,
 ) -> None:
     """Train a tokenizer and a small BERT on text every Python install has, offline, in a few minutes on a CPU."""
     from plmkit.quickstart import run_quickstart
 
-    emit(run_quickstart(out, data=data, max_steps=max_steps, show_progress=not quiet))
+    emit(run_quickstart(out, data=data, max_steps=max_steps, finetune=finetune, show_progress=not quiet))
 
 
 @app.command()

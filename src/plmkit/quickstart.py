@@ -30,10 +30,11 @@ FILL_MASK_PROMPTS = [
 ]
 
 
-def stdlib_paragraphs(min_chars: int = 40) -> list[str]:
-    """Paragraphs of the standard library's docstrings and pydoc topics, whitespace-normalised, in a fixed order."""
+def _stdlib_docstrings():
+    """(kind, docstring) for every module, class and function docstring of the standard library, in a fixed order."""
     root = Path(sysconfig.get_paths()["stdlib"])
-    paragraphs: list[str] = []
+    kinds = {ast.Module: "module", ast.ClassDef: "class", ast.FunctionDef: "function",
+             ast.AsyncFunctionDef: "function"}
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if d not in SKIP_DIRS and not d.startswith("test"))
         for name in sorted(f for f in filenames if f.endswith(".py") and not f.startswith("test")):
@@ -42,8 +43,15 @@ def stdlib_paragraphs(min_chars: int = 40) -> list[str]:
             except (SyntaxError, UnicodeDecodeError, ValueError):
                 continue
             for node in ast.walk(tree):
-                if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
-                    paragraphs += _paragraphs(ast.get_docstring(node) or "", min_chars)
+                if type(node) in kinds:
+                    yield kinds[type(node)], ast.get_docstring(node) or ""
+
+
+def stdlib_paragraphs(min_chars: int = 40) -> list[str]:
+    """Paragraphs of the standard library's docstrings and pydoc topics, whitespace-normalised, in a fixed order."""
+    paragraphs: list[str] = []
+    for _, docstring in _stdlib_docstrings():
+        paragraphs += _paragraphs(docstring, min_chars)
     try:
         from pydoc_data.topics import topics
 
@@ -52,6 +60,24 @@ def stdlib_paragraphs(min_chars: int = 40) -> list[str]:
     except ImportError:
         pass
     return paragraphs
+
+
+def stdlib_labeled(per_label: int = 1200, min_chars: int = 40) -> list[tuple[str, str]]:
+    """A labeled task every Python install can build: the first paragraph of a docstring -> what it documents
+    (module, class or function). At most `per_label` of each, chosen by a hash of the text (deterministic)."""
+    import hashlib
+
+    seen, by_label = set(), {}
+    for kind, docstring in _stdlib_docstrings():
+        first = _paragraphs(docstring, min_chars)[:1]
+        if first and first[0] not in seen:
+            seen.add(first[0])
+            by_label.setdefault(kind, []).append(first[0])
+    rows = []
+    for kind, texts in sorted(by_label.items()):
+        texts.sort(key=lambda t: hashlib.blake2b(t.encode(), digest_size=8).digest())
+        rows += [(text, kind) for text in texts[:per_label]]
+    return rows
 
 
 def _paragraphs(text: str, min_chars: int) -> list[str]:
@@ -68,13 +94,14 @@ def write_stdlib_corpus(path: Path) -> tuple[Path, int]:
 
 
 def run_quickstart(out: str | Path = "runs/quickstart", *, data: list[str] | None = None,
-                   max_steps: int | None = None, show_progress: bool = True) -> dict:
+                   max_steps: int | None = None, finetune: bool = True, show_progress: bool = True) -> dict:
     """Pre-train a small BERT end to end and return a summary (wall time, perplexity before/after, fill-mask).
 
     Args:
         out: the run folder; out/final/ is the pre-trained masked LM.
         data: the user's own text files or globs instead of the standard-library corpus.
         max_steps: training steps instead of the quickstart config's.
+        finetune: then fine-tune the model and a scratch twin on a labeled task built from the same docstrings.
     """
     from plmkit.api import pretrain
 
@@ -107,7 +134,40 @@ def run_quickstart(out: str | Path = "runs/quickstart", *, data: list[str] | Non
     for prompt, guesses in predictions.items():
         stderr.print(f"  {prompt}\n    -> " + ", ".join(f"{g['token']} ({g['score']:.2f})" for g in guesses))
     stderr.print(f"model: {out / 'final'} (AutoModelForMaskedLM.from_pretrained / pipeline('fill-mask'))")
+    if finetune:
+        summary["finetune"] = finetune_pretrained_vs_scratch(out, show_progress=show_progress)
+        summary["wall_seconds"] = round(time.time() - started, 1)
     return summary
+
+
+def finetune_pretrained_vs_scratch(out: Path, *, show_progress: bool = True) -> dict:
+    """Fine-tune out/final and a randomly initialised twin on the docstring-kind task; scores on held-out rows.
+
+    Writes out/finetune/data/{train,dev}.tsv and the runs out/finetune/{pretrained,scratch}/ (out/final/ is left
+    as it is)."""
+    from plmkit.api import finetune
+
+    rows = stdlib_labeled()
+    data = out / "finetune" / "data"
+    data.mkdir(parents=True, exist_ok=True)
+    for name, part in (("train", [r for i, r in enumerate(rows) if i % 5]), ("dev", rows[::5])):
+        lines = ["text\tlabel"] + [f"{text.replace(chr(9), ' ')}\t{label}" for text, label in part]
+        (data / f"{name}.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    stderr.print(f"\n[bold]fine-tuning[/]: docstring -> module / class / function ({len(rows) - len(rows[::5])} "
+                 f"training, {len(rows[::5])} held-out rows), from the pre-trained model and from scratch")
+    config_file = resources.files("plmkit") / "resources" / "quickstart_finetune.yaml"
+    scores = {}
+    for start in ("pretrained", "scratch"):
+        overrides = [f"init.from={out / 'final'}", f"task.train={data / 'train.tsv'}",
+                     f"task.validation={data / 'dev.tsv'}", f"run.output_dir={out / 'finetune' / start}"]
+        with resources.as_file(config_file) as path:
+            cfg = load_config(path, overrides)
+        result = finetune(cfg, scratch=start == "scratch", overwrite=True, show_progress=show_progress)
+        scores[start] = {k: round(result.metrics[f"best_eval_{k}"], 4) for k in ("accuracy", "macro_f1")}
+    stderr.print(f"held-out accuracy: {scores['pretrained']['accuracy']:.1%} from the pre-trained model, "
+                 f"{scores['scratch']['accuracy']:.1%} from scratch (macro-F1 {scores['pretrained']['macro_f1']:.3f} "
+                 f"vs {scores['scratch']['macro_f1']:.3f}); models in {out / 'finetune'}")
+    return scores
 
 
 def fill_masks(model_dir: Path, prompts: list[str], top_k: int = 3) -> dict[str, list[dict]]:

@@ -24,3 +24,8 @@ def test_short_quickstart(plm, last_json, tmp_path):
     tokenizer = AutoTokenizer.from_pretrained(out / "final")
     assert tokenizer.mask_token is not None and len(tokenizer) <= model.config.vocab_size
     assert (out / "loss.png").is_file() and (out / "cache").is_dir()  # the cache stays inside --out
+    # the fine-tuning step: pre-trained and scratch twins under DIR/finetune/, final/ left the pre-trained MLM
+    for start in ("pretrained", "scratch"):
+        assert 0.0 <= summary["finetune"][start]["accuracy"] <= 1.0
+        assert (out / "finetune" / start / "final" / "config.json").is_file()
+    assert (out / "final" / "config.json").read_text().count("ForMaskedLM") == 1

@@ -12,3 +12,13 @@ def test_stdlib_corpus_is_large_clean_and_deterministic(tmp_path):
     assert count == len(paragraphs)
     assert path.read_text(encoding="utf-8").split("\n\n")[0] == paragraphs[0]
     assert stdlib_paragraphs()[:100] == paragraphs[:100]
+
+
+def test_stdlib_labeled_task_is_deterministic_and_has_three_kinds():
+    from plmkit.quickstart import stdlib_labeled
+
+    rows = stdlib_labeled(per_label=200)
+    assert {label for _, label in rows} == {"module", "class", "function"}
+    assert all(sum(1 for _, label in rows if label == kind) <= 200 for kind in ("module", "class", "function"))
+    assert len({text for text, _ in rows}) == len(rows)  # no text twice
+    assert stdlib_labeled(per_label=200) == rows
