@@ -44,6 +44,7 @@ def main() -> None:
     objective = MaskedLM(MLMConfig(), tokenizer, seed=0)
     sparse = SparseMaskedLM(model)
     per_batch = args.batch * args.block
+    ids = ids * -(-per_batch * args.steps // len(ids))  # repeat the text when the run needs more tokens than it has
     batches = []
     for step in range(args.steps):
         chunk = ids[step * per_batch:(step + 1) * per_batch]
