@@ -76,3 +76,20 @@ def bert_tokenizer(tokenizers_by_arch):
 @pytest.fixture(scope="session")
 def gpt2_tokenizer(tokenizers_by_arch):
     return tokenizers_by_arch["gpt2"]
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder(tokenizers_by_arch, tmp_path_factory) -> Path:
+    """A randomly initialised 2-layer BERT (hidden 32) with the session's WordPiece tokenizer, as a folder: what
+    init.from / --model takes."""
+    from plmkit.config import ModelConfig
+    from plmkit.models import build_model
+
+    tokenizer = tokenizers_by_arch["bert"]
+    torch.manual_seed(0)
+    cfg = ModelConfig(arch="bert", hidden_size=32, num_layers=2, num_heads=2, max_position_embeddings=128,
+                      dropout=0.0)
+    folder = tmp_path_factory.mktemp("tiny-bert")
+    build_model(cfg, tokenizer, "masked_lm").save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder

@@ -97,17 +97,11 @@ def pretrain(cfg: RunConfig, *, resume: bool = False, overwrite: bool = False,
         resume: continue from the latest checkpoint in run.output_dir.
         overwrite: delete the artifacts of an earlier run in run.output_dir first.
     """
-    run_dir = Path(cfg.run.output_dir)
-    state = accelerator = build_accelerator(cfg, run_dir)  # one Accelerator for the run: it is also the state
     kind = objectives.get(cfg.objective.name).factory.model_kind
-    if state.is_main_process:
-        _claim_run_dir(run_dir, resume=resume, overwrite=overwrite)
-        save_config(cfg, run_dir / "config.yaml")
-    state.wait_for_everyone()
-    set_seed(cfg.run.seed)
-    with state.main_process_first():  # the main process trains the tokenizer and writes shards; others reuse them
+    run_dir, accelerator = _open_run(cfg, resume=resume, overwrite=overwrite)
+    with accelerator.main_process_first():  # the main process trains the tokenizer and writes shards; others reuse them
         tokenizer = resolve_tokenizer(cfg, show_progress=show_progress)
-        if state.is_main_process and not (run_dir / "tokenizer" / "tokenizer.json").is_file():
+        if accelerator.is_main_process and not (run_dir / "tokenizer" / "tokenizer.json").is_file():
             tokenizer.save_pretrained(run_dir / "tokenizer")
         data = prepare_shards(cfg.data, tokenizer, cfg.run.seed, show_progress=show_progress)
     objective = build_objective(cfg.objective, tokenizer, cfg.run.seed)
@@ -123,7 +117,7 @@ def pretrain(cfg: RunConfig, *, resume: bool = False, overwrite: bool = False,
     cls_id = tokenizer.cls_token_id if kind == "masked_lm" else None
     blocks = {split: data.dataset(split, cfg.data.block_size, cls_id=cls_id, with_segments=cfg.data.doc_attention)
               for split in ("train", "validation")}
-    if state.is_main_process:
+    if accelerator.is_main_process:
         (run_dir / "data_report.json").write_text(json.dumps(data.report.to_dict(), indent=1))
         stderr.print(f"model: {cfg.model.arch if not cfg.init.from_ else cfg.init.from_}, "
                      f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters; "
@@ -134,13 +128,25 @@ def pretrain(cfg: RunConfig, *, resume: bool = False, overwrite: bool = False,
     metrics = {"steps": result.steps, "tokens_seen": result.tokens_seen, **result.metrics}
     weights = accelerator.get_state_dict(result.model)  # every process takes part: FSDP/DeepSpeed gather here
     weights = {k.removeprefix("hf_model."): v for k, v in weights.items()}  # objective.wrap's prefix
-    if state.is_main_process:
+    if accelerator.is_main_process:
         model_card = render_model_card(cfg, data.report.to_dict(), metrics, kind)
         export_final(model, tokenizer, run_dir, model_card, weights)
         (run_dir / "results.json").write_text(json.dumps(metrics, indent=1))
     accelerator.wait_for_everyone()
     accelerator.end_training()  # closes trackers and, under torchrun, the process group
     return RunResult(output_dir=run_dir, metrics=metrics)
+
+
+def _open_run(cfg: RunConfig, *, resume: bool, overwrite: bool):
+    """(run_dir, accelerator) of a run: the folder claimed and config.yaml written by the main process, seeds set."""
+    run_dir = Path(cfg.run.output_dir)
+    accelerator = build_accelerator(cfg, run_dir)  # one Accelerator for the whole run
+    if accelerator.is_main_process:
+        _claim_run_dir(run_dir, resume=resume, overwrite=overwrite)
+        save_config(cfg, run_dir / "config.yaml")
+    accelerator.wait_for_everyone()
+    set_seed(cfg.run.seed)
+    return run_dir, accelerator
 
 
 def _claim_run_dir(run_dir: Path, *, resume: bool, overwrite: bool) -> None:
@@ -229,13 +235,7 @@ def finetune(cfg: RunConfig, *, scratch: bool = False, resume: bool = False, ove
         raise PlmError("no model to fine-tune: pass --model PATH_OR_ID or set init.from (e.g. runs/quickstart/final)")
     if not cfg.task.train:
         raise PlmError("no training data: pass --train FILE or set task.train")
-    run_dir = Path(cfg.run.output_dir)
-    accelerator = build_accelerator(cfg, run_dir)
-    if accelerator.is_main_process:
-        _claim_run_dir(run_dir, resume=resume, overwrite=overwrite)
-        save_config(cfg, run_dir / "config.yaml")
-    accelerator.wait_for_everyone()
-    set_seed(cfg.run.seed)
+    run_dir, accelerator = _open_run(cfg, resume=resume, overwrite=overwrite)
     tokenizer = load_tokenizer(cfg.tokenizer.pretrained or cfg.init.from_)
     task = build_task(cfg.task, tokenizer, cfg.run.seed)
     train_raw = task.read(cfg.task.train)
@@ -425,9 +425,6 @@ def predict(model_dir: str | Path, task_name: str, data: str | Path, output: str
     """`plm predict`: labels for every example of a (possibly unlabeled) file, one JSON object per line."""
     task, model = _load_task_model(model_dir, task_name, overrides)
     raw = task.read(str(data), require_labels=False)
-    if task_name == "classification":
-        for example in raw:  # unlabeled rows: any known label keeps encode happy; it is not used
-            example.labels = example.labels[:1] if example.labels else [task.labels[0]]
     encoded = task.encode(raw, source=str(data))
     predictions = task.decode(_run_task(task, model, encoded, show_progress=show_progress))
     output = Path(output)

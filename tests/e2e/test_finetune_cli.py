@@ -8,11 +8,7 @@ import random
 from pathlib import Path
 
 import pytest
-import torch
 from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification
-
-from plmkit.config import ModelConfig
-from plmkit.models import build_model
 
 pytestmark = pytest.mark.slow
 
@@ -62,25 +58,12 @@ def _write(task: str, path: Path, n: int, seed: int, *, labeled: bool = True) ->
 SUFFIX = {"classification": ".tsv", "multilabel": ".jsonl", "ner": ".conll"}
 
 
-@pytest.fixture(scope="module")
-def tiny_model_dir(tokenizers_by_arch, tmp_path_factory) -> Path:
-    """A randomly initialised 2-layer BERT with the session's tokenizer: what --model takes."""
-    tokenizer = tokenizers_by_arch["bert"]
-    torch.manual_seed(0)
-    cfg = ModelConfig(arch="bert", hidden_size=32, num_layers=2, num_heads=2, max_position_embeddings=128,
-                      dropout=0.0)
-    folder = tmp_path_factory.mktemp("cli-tiny-bert")
-    build_model(cfg, tokenizer, "masked_lm").save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
-
-
 @pytest.mark.parametrize("task", TASKS)
-def test_finetune_evaluate_predict(task, plm, last_json, tiny_model_dir, tmp_path):
+def test_finetune_evaluate_predict(task, plm, last_json, tiny_encoder, tmp_path):
     train = _write(task, tmp_path / f"train{SUFFIX[task]}", 48, 1)
     dev = _write(task, tmp_path / f"dev{SUFFIX[task]}", 16, 2)
     out = tmp_path / "run"
-    proc = plm("finetune", "--model", tiny_model_dir, "--task", task, "--train", train, "--validation", dev,
+    proc = plm("finetune", "--model", tiny_encoder, "--task", task, "--train", train, "--validation", dev,
                "--out", out, "--epochs", "2", "-q", "--set", "train.lr=3e-3", "--set", "train.batch_size=8")
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = last_json(proc.stdout)
@@ -126,9 +109,9 @@ def test_list_tasks(plm):
     assert all(len(line.split(maxsplit=1)) == 2 for line in proc.stdout.strip().splitlines())  # with a docstring
 
 
-def test_finetune_without_task_is_one_clear_error(plm, tiny_model_dir, tmp_path):
+def test_finetune_without_task_is_one_clear_error(plm, tiny_encoder, tmp_path):
     train = _write("classification", tmp_path / "train.tsv", 16, 1)
-    proc = plm("finetune", "--model", tiny_model_dir, "--train", train, "--out", tmp_path / "run", "-q")
+    proc = plm("finetune", "--model", tiny_encoder, "--train", train, "--out", tmp_path / "run", "-q")
     assert proc.returncode == 2
     line = proc.stderr.strip().splitlines()[-1]
     assert line.startswith("error: task.name is missing") and all(task in line for task in TASKS), line

@@ -16,6 +16,29 @@ from plmkit.registry import Registry
 
 tasks = Registry("task")
 
+MODEL_KEYS = ("input_ids", "attention_mask", "token_type_ids")
+"""Batch entries the transformers model takes; the rest (labels, groups, word labels) are the task's own."""
+
+
+def encoded_inputs(encoded, i: int) -> dict:
+    """Example i of a tokenizer's batch output: its model inputs (the attention mask is made when padding)."""
+    return {k: encoded[k][i] for k in MODEL_KEYS if k in encoded and k != "attention_mask"}
+
+
+def pad_inputs(tokenizer, examples: list[dict]) -> dict[str, Tensor]:
+    """Pad the examples' model inputs to the longest of the batch (the tokenizer's own padding)."""
+    return dict(tokenizer.pad([{k: e[k] for k in MODEL_KEYS if k in e} for e in examples], return_tensors="pt"))
+
+
+def model_inputs(batch: dict) -> dict[str, Tensor]:
+    return {k: v for k, v in batch.items() if k in MODEL_KEYS}
+
+
+def label_kwargs(labels: list[str], **extra) -> dict:
+    """The label settings a transformers task model is built and saved with (id2label / label2id)."""
+    return {"num_labels": len(labels), "id2label": dict(enumerate(labels)),
+            "label2id": {label: i for i, label in enumerate(labels)}, **extra}
+
 
 class Task(Protocol):
     model_kind: str

@@ -14,10 +14,8 @@ from torch import Tensor, nn
 from plmkit.errors import DataError
 from plmkit.evaluation import classification_metrics, multilabel_metrics, tune_threshold
 from plmkit.objectives.base import LossOutput
-from plmkit.tasks.base import tasks
+from plmkit.tasks.base import encoded_inputs, label_kwargs, model_inputs, pad_inputs, tasks
 from plmkit.tasks.io import label_list, read_text_examples
-
-MODEL_KEYS = ("input_ids", "attention_mask", "token_type_ids")
 
 
 @dataclass
@@ -46,13 +44,7 @@ def _encode_texts(tokenizer, examples, max_length: int) -> list[dict]:
     texts = [e.text for e in examples]
     pairs = [e.text_pair for e in examples] if examples and examples[0].text_pair is not None else None
     encoded = tokenizer(texts, pairs, truncation=True, max_length=max_length)
-    keys = [k for k in MODEL_KEYS if k in encoded and k != "attention_mask"]
-    return [{k: encoded[k][i] for k in keys} for i in range(len(examples))]
-
-
-def _pad(tokenizer, examples: list[dict]) -> dict[str, Tensor]:
-    features = [{k: e[k] for k in MODEL_KEYS if k in e} for e in examples]
-    return dict(tokenizer.pad(features, return_tensors="pt"))
+    return [encoded_inputs(encoded, i) for i in range(len(examples))]
 
 
 def _check_labels(examples, known: list[str], source: str) -> None:
@@ -82,13 +74,10 @@ class Classification:
         return label_list(examples)
 
     def model_kwargs(self) -> dict:
-        return {"num_labels": len(self.labels), "id2label": dict(enumerate(self.labels)),
-                "label2id": {label: i for i, label in enumerate(self.labels)},
-                "problem_type": "single_label_classification"}
+        return label_kwargs(self.labels, problem_type="single_label_classification")
 
     def encode(self, examples: list, source: str = "data") -> list[dict]:
-        if examples and examples[0].labels:
-            _check_labels(examples, self.labels, source)
+        _check_labels(examples, self.labels, source)  # rows without a label (prediction input) pass
         encoded = _encode_texts(self.tokenizer, examples, self.cfg.max_length)
         index = {label: i for i, label in enumerate(self.labels)}
         for enc, example in zip(encoded, examples):
@@ -99,12 +88,12 @@ class Classification:
         return model
 
     def collate(self, examples: list[dict]) -> dict[str, Tensor]:
-        batch = _pad(self.tokenizer, examples)
+        batch = pad_inputs(self.tokenizer, examples)
         batch["labels"] = torch.tensor([e["label"] for e in examples], dtype=torch.long)  # (B,)
         return batch
 
     def loss(self, module: nn.Module, batch: dict[str, Tensor]) -> LossOutput:
-        logits = module(**{k: v for k, v in batch.items() if k in MODEL_KEYS}).logits  # (B, L)
+        logits = module(**model_inputs(batch)).logits  # (B, L)
         labels = batch["labels"]
         keep = labels != -100
         loss_sum = nn.functional.cross_entropy(logits[keep].float(), labels[keep], reduction="sum")
@@ -146,9 +135,7 @@ class MultiLabelClassification:
         return label_list(examples)
 
     def model_kwargs(self) -> dict:
-        return {"num_labels": len(self.labels), "id2label": dict(enumerate(self.labels)),
-                "label2id": {label: i for i, label in enumerate(self.labels)},
-                "problem_type": "multi_label_classification"}
+        return label_kwargs(self.labels, problem_type="multi_label_classification")
 
     def encode(self, examples: list, source: str = "data") -> list[dict]:
         _check_labels(examples, self.labels, source)
@@ -165,13 +152,13 @@ class MultiLabelClassification:
         return model
 
     def collate(self, examples: list[dict]) -> dict[str, Tensor]:
-        batch = _pad(self.tokenizer, examples)
+        batch = pad_inputs(self.tokenizer, examples)
         batch["labels"] = torch.tensor([e["label"] for e in examples], dtype=torch.float)  # (B, L)
         batch["groups"] = [e.get("group") for e in examples]
         return batch
 
     def loss(self, module: nn.Module, batch: dict[str, Tensor]) -> LossOutput:
-        logits = module(**{k: v for k, v in batch.items() if k in MODEL_KEYS}).logits.float()  # (B, L)
+        logits = module(**model_inputs(batch)).logits.float()  # (B, L)
         labels = batch["labels"]
         loss_sum = nn.functional.binary_cross_entropy_with_logits(logits, labels, reduction="sum")
         outputs = {"probabilities": logits.sigmoid().tolist(), "reference": labels.tolist(),

@@ -13,10 +13,8 @@ from torch import Tensor, nn
 from plmkit.errors import DataError
 from plmkit.evaluation import ner_metrics
 from plmkit.objectives.base import LossOutput
-from plmkit.tasks.base import tasks
+from plmkit.tasks.base import encoded_inputs, label_kwargs, model_inputs, pad_inputs, tasks
 from plmkit.tasks.io import label_list, read_tagged_sentences
-
-MODEL_KEYS = ("input_ids", "attention_mask", "token_type_ids")
 
 
 @dataclass
@@ -61,8 +59,7 @@ class NamedEntities:
         return label_list(sentences)
 
     def model_kwargs(self) -> dict:
-        return {"num_labels": len(self.labels), "id2label": dict(enumerate(self.labels)),
-                "label2id": {label: i for i, label in enumerate(self.labels)}}
+        return label_kwargs(self.labels)
 
     def encode(self, sentences: list, source: str = "data") -> list[dict]:
         index = {label: i for i, label in enumerate(self.labels)}
@@ -75,7 +72,7 @@ class NamedEntities:
         out = []
         for i, sentence in enumerate(sentences):
             word_labels = [index[t] for t in sentence.tags]
-            example = {k: encoded[k][i] for k in MODEL_KEYS if k in encoded and k != "attention_mask"}
+            example = encoded_inputs(encoded, i)
             example["label"] = align_labels(encoded.word_ids(i), word_labels)
             example["word_labels"] = word_labels
             out.append(example)
@@ -85,15 +82,14 @@ class NamedEntities:
         return model
 
     def collate(self, examples: list[dict]) -> dict[str, Tensor]:
-        batch = dict(self.tokenizer.pad([{k: e[k] for k in MODEL_KEYS if k in e} for e in examples],
-                                        return_tensors="pt"))
+        batch = pad_inputs(self.tokenizer, examples)
         T = batch["input_ids"].shape[1]
         batch["labels"] = torch.tensor([e["label"] + [-100] * (T - len(e["label"])) for e in examples])  # (B, T)
         batch["word_labels"] = [e["word_labels"] for e in examples]
         return batch
 
     def loss(self, module: nn.Module, batch: dict[str, Tensor]) -> LossOutput:
-        logits = module(**{k: v for k, v in batch.items() if k in MODEL_KEYS}).logits  # (B, T, L)
+        logits = module(**model_inputs(batch)).logits  # (B, T, L)
         labels = batch["labels"]
         keep = labels != -100
         loss_sum = nn.functional.cross_entropy(logits[keep].float(), labels[keep], reduction="sum")

@@ -21,7 +21,7 @@ from accelerate.utils import ProjectConfiguration, gather_object
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from plmkit.config import RunConfig
-from plmkit.errors import TrainingError
+from plmkit.errors import ConfigError, TrainingError
 from plmkit.objectives import EVAL_INDEX_OFFSET, Objective
 from plmkit.training import checkpoint
 from plmkit.training.logging import MetricsLog, plot_losses, progress_bar, status_text, stderr
@@ -136,8 +136,8 @@ def fit(cfg: RunConfig, model: torch.nn.Module, objective: Objective, train_set:
     scheduler = build_scheduler(optimizer, tc, max_steps)  # stepped by us: accelerate would step it per process
     model, optimizer = acc.prepare(model, optimizer)
 
-    state = {"step": 0, "micro_step": 0, "tokens_seen": 0, "initial_eval_loss": None, "best": None,
-             "best_step": None, "evals_without_improvement": 0}
+    state = {"step": 0, "micro_step": 0, "tokens_seen": 0, "initial_eval_loss": None, "best_step": None,
+             "best_scores": {}, "evals_without_improvement": 0}
     found = checkpoint.latest(run_dir) if resume else None
     if found is not None:
         state = checkpoint.load(acc, found)
@@ -233,7 +233,7 @@ def fit(cfg: RunConfig, model: torch.nn.Module, objective: Objective, train_set:
             evaluate_now = (last or (tc.eval_every > 0 and step % tc.eval_every == 0)
                             or (cfg.eval.per_epoch and step % steps_per_epoch == 0))
             stop_early = False
-            if evaluate_now or last or step % tc.log_every == 0:
+            if evaluate_now or step % tc.log_every == 0:
                 now = time.time()
                 row = {"step": step, "time": round(now, 3), "loss": round(loss, 6), "lr": lr,
                        "grad_norm": round(float(grad_norm), 6), "tokens_seen": state["tokens_seen"],
@@ -274,8 +274,7 @@ def fit(cfg: RunConfig, model: torch.nn.Module, objective: Objective, train_set:
     if last_row:
         metrics.update({k: v for k, v in last_row.items() if k == "loss" or k.startswith("eval_")})
     if best_key is not None and state["best_step"] is not None:
-        metrics.update({"best_step": state["best_step"], f"best_{best_key}": state["best"],
-                        **{f"best_{k}": v for k, v in state.get("best_scores", {}).items()}})
+        metrics.update({"best_step": state["best_step"], **{f"best_{k}": v for k, v in state["best_scores"].items()}})
     return FitResult(steps=state["step"], tokens_seen=state["tokens_seen"], metrics=metrics, model=model)
 
 
@@ -289,14 +288,12 @@ def _metric_key(name: str | None) -> str | None:
 def _track_best(acc: Accelerator, model, row: dict, key: str, state: dict, run_dir: Path, patience: int) -> bool:
     """Keep the best weights in checkpoints/best/ (atomically); True when patience has run out."""
     if key not in row:
-        from plmkit.errors import ConfigError
-
         found = ", ".join(k.removeprefix("eval_") for k in row if k.startswith("eval_"))
         raise ConfigError(f"eval.select_best_by: no metric {key.removeprefix('eval_')!r}; this run reports {found}")
-    value, lower_is_better = row[key], key == "eval_loss"
-    improved = state["best"] is None or (value < state["best"] if lower_is_better else value > state["best"])
+    value, best = row[key], state["best_scores"].get(key)
+    improved = best is None or (value < best if key == "eval_loss" else value > best)
     if improved:
-        state.update(best=value, best_step=row["step"], evals_without_improvement=0,
+        state.update(best_step=row["step"], evals_without_improvement=0,
                      best_scores={k: v for k, v in row.items() if k.startswith("eval_")})
         checkpoint.save_weights(acc, model, Path(run_dir) / "checkpoints" / "best")
         return False

@@ -14,11 +14,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-import torch
 
 from plmkit import load_config
-from plmkit.config import ModelConfig, RunConfig
-from plmkit.models import build_model
+from plmkit.config import RunConfig
 
 ROOT = Path(__file__).resolve().parents[3]
 FINETUNE_DEFAULTS = ROOT / "src" / "plmkit" / "resources" / "finetune.yaml"
@@ -80,20 +78,6 @@ def write_ner(path: Path, n: int, seed: int) -> Path:
 
 
 WRITERS = {"classification": write_classification, "multilabel": write_multilabel, "ner": write_ner}
-
-
-@pytest.fixture(scope="session")
-def tiny_encoder(tokenizers_by_arch, tmp_path_factory) -> Path:
-    """A randomly initialised 2-layer BERT (hidden 32) with the session's WordPiece tokenizer, as a folder."""
-    tokenizer = tokenizers_by_arch["bert"]
-    torch.manual_seed(0)
-    cfg = ModelConfig(arch="bert", hidden_size=32, num_layers=2, num_heads=2, max_position_embeddings=128,
-                      dropout=0.0)
-    model = build_model(cfg, tokenizer, "masked_lm")
-    folder = tmp_path_factory.mktemp("tiny-bert")
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
 
 
 @pytest.fixture(scope="session")
