@@ -10,6 +10,7 @@ import hashlib
 import json
 import math
 import os
+import random
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -224,9 +225,15 @@ def render_model_card(cfg: RunConfig, report: dict, metrics: dict, kind: str) ->
 
 
 def finetune(cfg: RunConfig, *, scratch: bool = False, resume: bool = False, overwrite: bool = False,
-             show_progress: bool = True) -> RunResult:
+             show_progress: bool = True, train_limit: int | None = None, on_eval=None) -> RunResult:
     """`plm finetune`: a task head on init.from (or, with `scratch`, the same architecture with random weights),
-    trained by the same loop; the best checkpoint on validation becomes final/ (loadable by AutoModelFor*)."""
+    trained by the same loop; the best checkpoint on validation becomes final/ (loadable by AutoModelFor*).
+
+    Args:
+        train_limit: train on this many training examples, drawn at random with run.seed (the validation set,
+            when taken from the training file, is held out first).
+        on_eval: passed to `fit`: called as on_eval(step, row) after each evaluation.
+    """
     from plmkit.tasks import build_task
 
     if cfg.task is None:
@@ -245,7 +252,10 @@ def finetune(cfg: RunConfig, *, scratch: bool = False, resume: bool = False, ove
         valid_raw, valid_source = train_raw[::10], f"{cfg.task.train} (every 10th example)"
         train_raw = [e for i, e in enumerate(train_raw) if i % 10]
         stderr.print(f"[yellow]no task.validation: holding out {len(valid_raw)} training examples for validation")
-    task.labels = task.labels_from(train_raw)
+    task.labels = task.labels_from(train_raw)  # from the whole file: a small sample may miss a rare label
+    if train_limit is not None and train_limit < len(train_raw):
+        picked = sorted(random.Random(cfg.run.seed).sample(range(len(train_raw)), train_limit))
+        train_raw = [train_raw[i] for i in picked]
     _warn_overlap(train_raw, valid_raw, cfg.task.train, valid_source)
     train, valid = task.encode(train_raw, source=cfg.task.train), task.encode(valid_raw, source=valid_source)
     model = build_task_model(cfg.init.from_, task.model_kind, task.model_kwargs(), scratch=scratch)
@@ -263,7 +273,7 @@ def finetune(cfg: RunConfig, *, scratch: bool = False, resume: bool = False, ove
                      f"{len(task.labels)} labels; model {cfg.init.from_}{' (from scratch)' if scratch else ''}, "
                      f"{sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters")
     result = fit(cfg, model, task, train, valid, run_dir, resume=resume, accelerator=accelerator,
-                 show_progress=show_progress)
+                 show_progress=show_progress, on_eval=on_eval)
     metrics = {"steps": result.steps, "tokens_seen": result.tokens_seen, **result.metrics}
     best = run_dir / "checkpoints" / "best"
     if (best / "model.safetensors").is_file():

@@ -89,17 +89,93 @@ def finetune(
     quiet: QuietOpt = False,
 ) -> None:
     """Fine-tune a pre-trained model on a labeled task; the best checkpoint on validation lands in OUT/final/."""
+    from plmkit import api
+
+    cfg = finetune_config(config, set_, model=model, task=task, train=train, validation=validation, out=out,
+                          epochs=epochs, lora=lora)
+    result = api.finetune(cfg, scratch=scratch, resume=resume, overwrite=overwrite, show_progress=not quiet)
+    emit({"output_dir": str(result.output_dir), **result.metrics})
+
+
+def finetune_config(config: Path | None, set_: list[str] | None, *, model: str | None = None,
+                    task: str | None = None, train: str | None = None, validation: str | None = None,
+                    out: str | None = None, epochs: float | None = None, lora: bool = False):
+    """A fine-tuning command's config: CONFIG (or resources/finetune.yaml), then the shortcut flags, then --set."""
     from importlib import resources
 
-    from plmkit import api, load_config
+    from plmkit import load_config
 
     shortcuts = {"init.from": model, "task.name": task, "task.train": train, "task.validation": validation,
                  "run.output_dir": out, "train.epochs": epochs, "adapter.name": "lora" if lora else None}
     overrides = [f"{k}={v}" for k, v in shortcuts.items() if v is not None] + list(set_ or [])
     with resources.as_file(resources.files("plmkit") / "resources" / "finetune.yaml") as defaults:
-        cfg = load_config(config or defaults, overrides)
-    result = api.finetune(cfg, scratch=scratch, resume=resume, overwrite=overwrite, show_progress=not quiet)
-    emit({"output_dir": str(result.output_dir), **result.metrics})
+        return load_config(config or defaults, overrides)
+
+
+@app.command()
+def tune(
+    config: Annotated[Path | None, typer.Argument(help="A fine-tuning config YAML (optional).")] = None,
+    trials: Annotated[int, typer.Option(help="Trials to run; each is a full fine-tuning run.")] = 10,
+    param: Annotated[list[str] | None, typer.Option("--param", help="Change the search space: lr=1e-5:1e-3:log, "
+                                                    "batch_size=16,32, epochs=off (repeatable; docs/tuning.md).")]
+    = None,
+    set_: SetOpt = None,
+    model: Annotated[str | None, typer.Option(help="Pre-trained model folder or hub id (init.from).")] = None,
+    task: Annotated[str | None, typer.Option(help="classification | multilabel | ner (task.name).")] = None,
+    train: Annotated[str | None, typer.Option(help="Training file (task.train).")] = None,
+    validation: Annotated[str | None, typer.Option(help="Validation file (task.validation).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Search folder (default: run.output_dir + -tune).")] = None,
+    epochs: Annotated[float | None, typer.Option(help="Most passes over the training data (train.epochs).")]
+    = None,
+    lora: Annotated[bool, typer.Option(help="LoRA adapters; adds the rank to the space (adapter.name=lora).")]
+    = False,
+    timeout: Annotated[float | None, typer.Option(help="Start no new trial after this many seconds.")] = None,
+    keep_all: Annotated[bool, typer.Option(help="Keep every trial's final/ and checkpoints/.")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Delete an earlier search in the output folder.")] = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Search learning rate, batch size, epochs and warm-up (LoRA: rank) with optuna; the best run is kept."""
+    from plmkit.tune import tune as search
+
+    cfg = finetune_config(config, set_, model=model, task=task, train=train, validation=validation, epochs=epochs,
+                          lora=lora)
+    emit(search(cfg, trials=trials, out=out, space=param or [], timeout=timeout, overwrite=overwrite,
+                keep_all=keep_all, show_progress=not quiet))
+
+
+@app.command()
+def compare(
+    config: Annotated[Path | None, typer.Argument(help="A fine-tuning config YAML (optional).")] = None,
+    set_: SetOpt = None,
+    model: Annotated[str | None, typer.Option(help="Pre-trained model folder or hub id (init.from).")] = None,
+    task: Annotated[str | None, typer.Option(help="classification | multilabel | ner (task.name).")] = None,
+    train: Annotated[str | None, typer.Option(help="Training file (task.train).")] = None,
+    validation: Annotated[str | None, typer.Option(help="Validation file (task.validation).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Comparison folder (default: run.output_dir + -compare).")]
+    = None,
+    epochs: Annotated[float | None, typer.Option(help="Passes over the training data (train.epochs).")] = None,
+    sizes: Annotated[str, typer.Option(help="Labeled-set sizes, comma-separated.")] = "250,1000,8000",
+    seeds: Annotated[str, typer.Option(help="How many seeds (run.seed, +1, ...), or a list: 13,42.")] = "3",
+    min_steps: Annotated[int, typer.Option(help="Optimizer updates per run at least (more epochs).")] = 100,
+    keep_models: Annotated[bool, typer.Option(help="Keep each run's final/ (default: scores only).")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Run everything again (no reuse of finished runs).")] = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Fine-tune from the pre-trained model and from scratch at several labeled-set sizes: transfer gain."""
+    from plmkit.compare import compare as run_compare
+
+    cfg = finetune_config(config, set_, model=model, task=task, train=train, validation=validation,
+                          epochs=epochs)
+    emit(run_compare(cfg, sizes=_numbers(sizes, "--sizes"), min_steps=min_steps, out=out, overwrite=overwrite,
+                     seeds=int(seeds) if seeds.strip().isdigit() else _numbers(seeds, "--seeds"),
+                     keep_models=keep_models, show_progress=not quiet))
+
+
+def _numbers(text: str, flag: str) -> list[int]:
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise typer.BadParameter(f"{flag} takes whole numbers separated by commas; got {text!r}") from None
 
 
 @app.command()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -120,11 +120,13 @@ def build_accelerator(cfg: RunConfig, run_dir: Path) -> Accelerator:
 
 def fit(cfg: RunConfig, model: torch.nn.Module, objective: Objective, train_set: Dataset, eval_set: Dataset,
         run_dir: Path, *, resume: bool = False, accelerator: Accelerator | None = None,
-        show_progress: bool = True) -> FitResult:
+        show_progress: bool = True, on_eval: Callable[[int, dict], None] | None = None) -> FitResult:
     """Train `model` with `objective` on packed blocks; write metrics.jsonl, checkpoints/ and loss.png in run_dir.
 
     Args:
         resume: continue from the latest complete checkpoint in run_dir/checkpoints (start fresh if none).
+        on_eval: called as on_eval(step, row) on the main process after each evaluation (e.g. `plm tune` reports the
+            score to optuna there, and stops a pruned trial by raising).
     """
     acc = accelerator or build_accelerator(cfg, run_dir)
     world, rank, tc = acc.num_processes, acc.process_index, cfg.train
@@ -251,6 +253,8 @@ def fit(cfg: RunConfig, model: torch.nn.Module, objective: Objective, train_set:
                 log.write(row)
                 if acc.log_with:
                     acc.log({k: v for k, v in row.items() if k not in ("step", "time")}, step=step)
+                if evaluate_now and on_eval is not None and acc.is_main_process:  # after the row is logged: a run
+                    on_eval(step, row)  # that on_eval stops (a pruned trial) keeps its last evaluation
                 progress.update(bar, completed=step, status=status_text(row))
                 last_row, window_start, window_tokens = row, time.time(), 0
             else:
