@@ -444,3 +444,29 @@ def predict(model_dir: str | Path, task_name: str, data: str | Path, output: str
             text = {"text": example.text} if hasattr(example, "text") else {"tokens": example.tokens}
             f.write(json.dumps({**text, **prediction}, ensure_ascii=False) + "\n")
     return {"output": str(output), "examples": len(predictions)}
+
+
+# --- planning -----------------------------------------------------------------------------------------------------
+
+
+def estimate(model: str, *, tokens: str | float | None = None, hardware: str = "h100", devices: int = 8,
+             mfu: float | None = None, measure: str | Path | None = None, seq_len: int | None = None,
+             micro_batch: int = 1, price: float | None = None, pue: float | None = None) -> dict:
+    """`plm estimate`: FLOPs, device-hours, days, memory per device (DDP, ZeRO-1/2/3, FSDP), energy and cost of
+    pre-training `model` (a preset, a run config YAML, or a Hugging Face config.json or folder) on `tokens`.
+
+    Args:
+        measure: a run config: run 20 steps of `plm pretrain` on it here and use the MFU measured (instead of
+            `mfu` or the hardware's default).
+    """
+    from plmkit import estimate as planning
+
+    if measure is not None and mfu is not None:
+        raise PlmError("give --mfu or --measure CONFIG, not both")
+    source = None
+    if measure is not None:
+        mfu, source = planning.measure_mfu(measure)
+        stderr.print(f"MFU {source}; used for {devices} x {hardware}")
+    return planning.estimate(model, tokens=tokens, hardware=hardware, devices=devices, mfu=mfu, mfu_source=source,
+                             seq_len=seq_len, micro_batch=micro_batch, price=price,
+                             pue=planning.DEFAULT_PUE if pue is None else pue)

@@ -202,6 +202,38 @@ def predict(model_dir: Annotated[Path, typer.Argument(help="A fine-tuned model f
     emit(api.predict(model_dir, task, data, output, overrides=set_, show_progress=not quiet))
 
 
+@app.command()
+def estimate(
+    model: Annotated[str, typer.Argument(help="A preset (gpt2, llama-3-8b, qwen2-72b, ...: docs/estimate.md), a run "
+                                              "config YAML, or a Hugging Face config.json or model folder.")],
+    tokens: Annotated[str | None, typer.Option(help="Training tokens: 7e12, 7T, 300B (default: Chinchilla-optimal).")]
+    = None,
+    hardware: Annotated[str, typer.Option(help="h100 (SXM), h100-pcie, h200, a100, l4, rtx4090, ...")] = "h100",
+    devices: Annotated[int, typer.Option(help="Number of devices.")] = 8,
+    mfu: Annotated[float | None, typer.Option(help="Model FLOPs utilisation (default: the hardware's).")] = None,
+    measure: Annotated[Path | None, typer.Option(help="Run 20 steps of this config here; use its MFU.")] = None,
+    seq_len: Annotated[int | None, typer.Option(help="Sequence length (default: the model's training length).")]
+    = None,
+    micro_batch: Annotated[int, typer.Option(help="Sequences per device per micro-batch (activations).")] = 1,
+    price: Annotated[float | None, typer.Option(help="$ per device-hour, for the cost.")] = None,
+    pue: Annotated[float | None, typer.Option(help="Data-centre PUE for the energy (default 1.1).")] = None,
+    json_: Annotated[bool, typer.Option("--json", help="One JSON object on one stdout line.")] = False,
+) -> None:
+    """Estimate FLOPs, device-hours, days, memory per device, energy and cost of pre-training a model."""
+    from plmkit import api
+
+    result = api.estimate(model, tokens=tokens, hardware=hardware, devices=devices, mfu=mfu, measure=measure,
+                          seq_len=seq_len, micro_batch=micro_batch, price=price, pue=pue)
+    if json_:
+        emit(result)
+    else:
+        from rich.console import Console
+
+        from plmkit.estimate import render
+
+        Console().print(render(result))
+
+
 @tokenizer_app.command("train")
 def tokenizer_train(config: ConfigArg, set_: SetOpt = None, quiet: QuietOpt = False) -> None:
     """Train the configured tokenizer on the training documents into run.output_dir/tokenizer/."""

@@ -61,6 +61,8 @@ def progress_bar(enabled: bool) -> Progress:
 
 def status_text(row: dict) -> str:
     text = f"loss {row['loss']:.4f}  {row['tokens_per_s']:,.0f} tok/s"
+    if "mfu" in row:
+        text += f"  MFU {row['mfu']:.1%}"
     if "eval_loss" in row:
         text += f"  eval {row['eval_loss']:.4f}"
     if "eval_ppl" in row:

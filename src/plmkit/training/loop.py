@@ -20,6 +20,7 @@ from accelerate import Accelerator
 from accelerate.utils import ProjectConfiguration, gather_object
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from plmkit import flops
 from plmkit.config import RunConfig
 from plmkit.errors import ConfigError, TrainingError
 from plmkit.objectives import EVAL_INDEX_OFFSET, Objective
@@ -133,6 +134,10 @@ def fit(cfg: RunConfig, model: torch.nn.Module, objective: Objective, train_set:
     max_steps = steps_for(cfg, len(train_set), world)
     if tc.gradient_checkpointing:
         model.gradient_checkpointing_enable()
+    # Model FLOPs per trained token (recomputation not counted: MFU, not HFU) and the peak of one device.
+    flops_per_token = flops.module_flops_per_token(model, flops.mean_length(train_set),
+                                                   head_fraction=flops.head_fraction(objective))
+    peak, peak_source = flops.peak_flops(acc.device, tc.precision)
     model = objective.wrap(model)  # e.g. masked LM: the LM head runs only at predicted positions
     optimizer = build_optimizer(model, tc)
     scheduler = build_scheduler(optimizer, tc, max_steps)  # stepped by us: accelerate would step it per process
@@ -196,6 +201,10 @@ def fit(cfg: RunConfig, model: torch.nn.Module, objective: Objective, train_set:
     batches = iter(loader)
     steps_per_epoch = max(1, math.ceil(len(train_set) / (tc.batch_size * tc.grad_accum * world)))
     last_row: dict = {}
+    mfus: list[float] = []
+    if show_progress and acc.is_main_process:
+        stderr.print(f"model FLOPs {flops_per_token:.3g} per token; MFU against {world} x {peak / 1e12:.3g} TFLOP/s "
+                     f"({peak_source})")
     started, window_start, window_tokens = time.time(), time.time(), 0
     progress = progress_bar(show_progress and acc.is_main_process)
     with progress:
@@ -240,6 +249,8 @@ def fit(cfg: RunConfig, model: torch.nn.Module, objective: Objective, train_set:
                 row = {"step": step, "time": round(now, 3), "loss": round(loss, 6), "lr": lr,
                        "grad_norm": round(float(grad_norm), 6), "tokens_seen": state["tokens_seen"],
                        "tokens_per_s": round(window_tokens / max(now - window_start, 1e-9), 1)}
+                row.update(flops.utilisation(row["tokens_per_s"], flops_per_token, peak * world))
+                mfus.append(row["mfu"])
                 if evaluate_now:
                     row.update({k: round(v, 6) for k, v in evaluate().items()})
                     if show_progress and acc.is_main_process:  # a line per evaluation stays above the bar
@@ -275,6 +286,8 @@ def fit(cfg: RunConfig, model: torch.nn.Module, objective: Objective, train_set:
         metrics["initial_eval_loss"] = state["initial_eval_loss"]
         if task_metrics is None:
             metrics["initial_eval_ppl"] = math.exp(min(state["initial_eval_loss"], 50.0))
+    if mfus:
+        metrics["mfu"] = flops.mean_mfu(mfus)  # the mean over the logged windows
     if last_row:
         metrics.update({k: v for k, v in last_row.items() if k == "loss" or k.startswith("eval_")})
     if best_key is not None and state["best_step"] is not None:
