@@ -123,8 +123,8 @@ class TrainConfig:
     """Blocks per device per micro-batch; effective batch = batch_size x grad_accum x devices."""
     grad_accum: int = 1
     """Micro-batches per optimizer step."""
-    lr: float = 5.0e-4
-    """Peak learning rate."""
+    lr: float | None = 5.0e-4
+    """Peak learning rate; null (fine-tuning only): the task's default (plm list tasks)."""
     lr_schedule: str = "linear"
     """constant | linear | cosine (after warm-up)."""
     warmup_steps: int = 0
@@ -146,7 +146,22 @@ class TrainConfig:
     max_grad_norm: float = 1.0
     """Gradient clipping threshold (0 disables clipping)."""
     precision: str = "fp32"
-    """fp32 | bf16 | fp16 (mapped onto accelerate's mixed_precision)."""
+    """fp32 | bf16 | fp16 (mapped onto accelerate's mixed_precision: autocast) | auto (bf16 where the device computes
+    it fast: a CUDA GPU with bf16, a CPU with AVX512-BF16 or AMX; else fp32)."""
+    fused_optimizer: bool = True
+    """Fused AdamW kernel (torch.optim.AdamW(fused=True)) where the device has one (CPU, CUDA); false: the
+    for-loop/foreach implementation. Losses agree within 1e-5 relative."""
+    attention: str = "auto"
+    """Attention kernel: auto | sdpa | eager | flash_attention_2. auto: flash_attention_2 on CUDA when flash-attn is
+    installed and precision is bf16/fp16; on a CPU, eager while attention dropout is on (SDPA's CPU kernels do not
+    implement dropout and fall back to a slower path); else sdpa. With data.doc_attention only sdpa takes the
+    per-document masks (auto picks it)."""
+    fused_kernels: str = "auto"
+    """auto | off. auto: on CUDA, Liger's fused kernels (RMSNorm, SwiGLU, RoPE) when liger-kernel is installed and
+    supports the architecture (Llama); nothing on a CPU. Never required."""
+    compile: bool = False
+    """torch.compile the training module (in place: checkpoints keep their parameter names). The first steps
+    take longer while it compiles; needs a C++ compiler on a CPU."""
     gradient_checkpointing: bool = False
     """Recompute activations in the backward pass to save memory."""
     log_every: int = 10
@@ -225,18 +240,21 @@ CHOICES = {
     "tokenizer.train.algorithm": ("bpe", "wordpiece", "unigram"),
     "model.arch": ("bert", "roberta", "gpt2", "llama"),
     "train.lr_schedule": ("constant", "linear", "cosine"),
-    "train.precision": ("fp32", "bf16", "fp16"),
+    "train.precision": ("fp32", "bf16", "fp16", "auto"),
+    "train.attention": ("auto", "sdpa", "eager", "flash_attention_2"),
+    "train.fused_kernels": ("auto", "off"),
     "adapter.name": ("none", "lora"),
 }
 POSITIVE = ("data.block_size", "data.shard_tokens", "tokenizer.train.vocab_size", "model.hidden_size",
             "model.num_layers", "model.num_heads", "model.max_position_embeddings", "train.max_steps",
-            "train.batch_size", "train.grad_accum", "train.lr", "train.log_every", "train.save_every",
+            "train.batch_size", "train.grad_accum", "train.log_every", "train.save_every",
             "train.keep_checkpoints", "train.eval_blocks", "train.adam_eps")
 NON_NEGATIVE = ("data.min_chars", "train.warmup_steps", "train.weight_decay", "train.max_grad_norm",
                 "train.eval_every", "train.num_workers", "tokenizer.train.min_frequency", "eval.patience")
 FRACTIONS = ("data.validation_fraction", "model.dropout", "train.adam_beta1", "train.adam_beta2",
              "train.warmup_ratio")  # in [0, 1)
-POSITIVE_OR_NULL = ("model.intermediate_size", "model.vocab_size", "tokenizer.train.max_docs", "train.head_lr")
+POSITIVE_OR_NULL = ("model.intermediate_size", "model.vocab_size", "tokenizer.train.max_docs", "train.lr",
+                    "train.head_lr")
 
 
 def _rename_keywords(tree: dict, to_python: bool) -> dict:

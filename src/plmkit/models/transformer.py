@@ -5,6 +5,7 @@ No model code of our own: plmkit maps its ModelConfig onto the transformers conf
 
 from __future__ import annotations
 
+import importlib.util
 import math
 from pathlib import Path
 
@@ -106,3 +107,69 @@ def build_task_model(name_or_path: str, kind: str, label_kwargs: dict, *, scratc
     except (OSError, ValueError) as e:
         raise CompatibilityError(f"init.from: could not load {name_or_path} for {kind}: "
                                  f"{str(e).splitlines()[0]}") from None
+
+
+# --- fast paths (train.attention, train.fused_kernels) ---------------------------------------------------------------
+
+ATTENTION_DROPOUT_KEYS = ("attention_probs_dropout_prob", "attn_pdrop", "attention_dropout")
+"""Where BERT/RoBERTa, GPT-2 and Llama configs keep the dropout on attention probabilities."""
+
+
+def transformers_model(module: torch.nn.Module) -> PreTrainedModel | None:
+    """The outermost transformers model inside `module` (an objective's wrapper, a PEFT model, or itself)."""
+    return next((m for m in module.modules() if isinstance(m, PreTrainedModel)), None)
+
+
+def pick_attention(model: torch.nn.Module, requested: str, device: torch.device, precision: str,
+                   doc_attention: bool = False) -> str:
+    """The attention implementation that train.attention=`requested` means for this model on `device`.
+
+    auto: FlashAttention-2 on CUDA when flash-attn is installed, the precision is bf16/fp16 and the model supports it;
+    on a CPU, eager attention while attention dropout is on (SDPA's CPU kernels implement no dropout and fall back to
+    a path about 1.6x slower than eager attention for the benchmark model); SDPA otherwise and with per-document
+    masks, which only SDPA takes as they are."""
+    if requested != "auto":
+        if doc_attention and requested != "sdpa":
+            raise ConfigError(f"data.doc_attention needs train.attention sdpa or auto; got {requested!r}")
+        return requested
+    hf = transformers_model(model)
+    if hf is None or doc_attention:
+        return "sdpa"
+    if device.type == "cuda":
+        flash = (precision in ("bf16", "fp16") and getattr(hf, "_supports_flash_attn", False)
+                 and importlib.util.find_spec("flash_attn") is not None)
+        return "flash_attention_2" if flash else "sdpa"
+    dropout = max(float(getattr(hf.config, key, 0.0) or 0.0) for key in ATTENTION_DROPOUT_KEYS)
+    return "eager" if device.type == "cpu" and dropout > 0 else "sdpa"
+
+
+def set_attention(model: torch.nn.Module, name: str) -> str:
+    """Switch the transformers model inside `model` to attention implementation `name`; returns the one in use."""
+    hf = transformers_model(model)
+    if hf is None:
+        return name
+    if hf.config._attn_implementation != name:
+        try:
+            hf.set_attn_implementation(name)
+        except (ImportError, ValueError) as e:
+            raise ConfigError(f"train.attention={name}: {str(e).splitlines()[0]}; use sdpa or auto") from None
+    return hf.config._attn_implementation
+
+
+LIGER_ARCHS = {"llama": "apply_liger_kernel_to_llama"}
+"""Architectures plmkit builds that liger-kernel patches (RMSNorm, SwiGLU, RoPE); BERT, RoBERTa, GPT-2 have none."""
+
+
+def apply_fused_kernels(model: torch.nn.Module, device: torch.device) -> list[str]:
+    """Liger's Triton kernels (RMSNorm, SwiGLU, RoPE) on a CUDA model whose architecture Liger supports, when
+    liger-kernel is installed; returns what was applied (nothing on a CPU). The loss stays plmkit's, so Liger's
+    fused linear cross-entropy is not used."""
+    hf = transformers_model(model)
+    name = LIGER_ARCHS.get(getattr(getattr(hf, "config", None), "model_type", None))
+    if device.type != "cuda" or name is None or importlib.util.find_spec("liger_kernel") is None:
+        return []
+    import liger_kernel.transformers as liger
+
+    getattr(liger, name)(rope=True, rms_norm=True, swiglu=True, cross_entropy=False,
+                         fused_linear_cross_entropy=False, model=hf)
+    return ["liger (rope, rms_norm, swiglu)"]

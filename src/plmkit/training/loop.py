@@ -23,12 +23,37 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from plmkit import flops
 from plmkit.config import RunConfig
 from plmkit.errors import ConfigError, TrainingError
+from plmkit.models.transformer import apply_fused_kernels, pick_attention, set_attention
 from plmkit.objectives import EVAL_INDEX_OFFSET, Objective
 from plmkit.training import checkpoint
 from plmkit.training.logging import MetricsLog, plot_losses, progress_bar, status_text, stderr
 from plmkit.training.optim import build_optimizer, build_scheduler
 
 PRECISIONS = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}
+
+
+def resolve_precision(precision: str) -> str:
+    """train.precision with `auto` decided: bf16 where this machine computes it fast (a CUDA GPU with bf16; else a
+    CPU with AVX512-BF16 or AMX, where bf16 autocast runs the benchmark model about 1.6x faster than fp32), else
+    fp32. Other values are returned unchanged."""
+    if precision != "auto":
+        return precision
+    if torch.cuda.is_available():
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    return "bf16" if cpu_has_fast_bf16() else "fp32"
+
+
+def cpu_has_fast_bf16() -> bool:
+    """Whether the CPU has bf16 instructions (x86 AVX512-BF16 or AMX; the bf16 flag of an Arm CPU)."""
+    try:
+        caps = torch._C._cpu._get_cpu_capability()  # what torch's own kernels dispatch on
+        return bool(caps.get("avx512_bf16") or caps.get("amx_bf16"))
+    except (AttributeError, RuntimeError):
+        try:
+            flags = Path("/proc/cpuinfo").read_text(encoding="utf-8").split()
+        except OSError:
+            return False
+        return any(flag in flags for flag in ("avx512_bf16", "amx_bf16", "bf16"))
 
 
 @dataclass
@@ -115,7 +140,8 @@ def build_accelerator(cfg: RunConfig, run_dir: Path) -> Accelerator:
             stderr.print("[yellow]log.to has tensorboard but it is not installed; pip install tensorboard")
     # Without a GPU, accelerate sets up multi-process (gloo) training only when told to use the CPU.
     cpu = not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1
-    return Accelerator(cpu=cpu, mixed_precision=PRECISIONS[cfg.train.precision], log_with=trackers or None,
+    return Accelerator(cpu=cpu, mixed_precision=PRECISIONS[resolve_precision(cfg.train.precision)],
+                       log_with=trackers or None,
                        project_config=ProjectConfiguration(project_dir=str(run_dir), logging_dir=str(run_dir)))
 
 
@@ -132,14 +158,21 @@ def fit(cfg: RunConfig, model: torch.nn.Module, objective: Objective, train_set:
     acc = accelerator or build_accelerator(cfg, run_dir)
     world, rank, tc = acc.num_processes, acc.process_index, cfg.train
     max_steps = steps_for(cfg, len(train_set), world)
+    precision = resolve_precision(tc.precision)
     if tc.gradient_checkpointing:
         model.gradient_checkpointing_enable()
+    # Fast paths (docs/pretraining.md, "Speed"): each has a switch and gives the plain path's loss within a tolerance.
+    attention = set_attention(model, pick_attention(model, tc.attention, acc.device, precision,
+                                                    cfg.data.doc_attention))
+    kernels = apply_fused_kernels(model, acc.device) if tc.fused_kernels == "auto" else []
     # Model FLOPs per trained token (recomputation not counted: MFU, not HFU) and the peak of one device.
     flops_per_token = flops.module_flops_per_token(model, flops.mean_length(train_set),
                                                    head_fraction=flops.head_fraction(objective))
-    peak, peak_source = flops.peak_flops(acc.device, tc.precision)
+    peak, peak_source = flops.peak_flops(acc.device, precision)
     model = objective.wrap(model)  # e.g. masked LM: the LM head runs only at predicted positions
-    optimizer = build_optimizer(model, tc)
+    if tc.compile:
+        model.compile()  # in place: parameter names, and so checkpoints, stay those of the eager module
+    optimizer = build_optimizer(model, tc, acc.device)
     scheduler = build_scheduler(optimizer, tc, max_steps)  # stepped by us: accelerate would step it per process
     model, optimizer = acc.prepare(model, optimizer)
 
@@ -205,6 +238,9 @@ def fit(cfg: RunConfig, model: torch.nn.Module, objective: Objective, train_set:
     if show_progress and acc.is_main_process:
         stderr.print(f"model FLOPs {flops_per_token:.3g} per token; MFU against {world} x {peak / 1e12:.3g} TFLOP/s "
                      f"({peak_source})")
+        fused = "fused" if getattr(optimizer, "optimizer", optimizer).defaults.get("fused") else "unfused"
+        stderr.print(f"precision {precision}, {attention} attention, {fused} AdamW"
+                     + "".join(f", {k}" for k in kernels) + (", torch.compile" if tc.compile else ""))
     started, window_start, window_tokens = time.time(), time.time(), 0
     progress = progress_bar(show_progress and acc.is_main_process)
     with progress:
@@ -234,7 +270,7 @@ def fit(cfg: RunConfig, model: torch.nn.Module, objective: Objective, train_set:
             loss = float(acc.reduce(loss_sum, reduction="sum")) / max(all_targets, 1)
             if not math.isfinite(loss):
                 advice = f"lower train.lr (now {tc.lr}) or raise train.warmup_steps (now {tc.warmup_steps})"
-                if tc.precision == "fp16":
+                if precision == "fp16":
                     advice += ", or use train.precision=bf16 or fp32"
                 saved = checkpoint.latest(run_dir)
                 advice += (f"; then continue from {saved} with --resume" if saved else "; then start again")

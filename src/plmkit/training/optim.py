@@ -55,7 +55,9 @@ def layer_lrs(model: nn.Module, cfg: TrainConfig) -> dict[int, float]:
     return out
 
 
-def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
+def build_optimizer(model: nn.Module, cfg: TrainConfig, device: torch.device | str | None = None) -> torch.optim.AdamW:
+    """AdamW over the trainable parameters in decay / LR groups; fused (train.fused_optimizer) when torch has a fused
+    kernel for `device`, the device the parameters train on (default: where they are now)."""
     decay, no_decay = decay_groups(model)
     lrs = layer_lrs(model, cfg)
     groups: dict[tuple[float, float], list[nn.Parameter]] = {}
@@ -63,7 +65,20 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
         for param in params:
             groups.setdefault((lrs.get(id(param), cfg.lr), weight_decay), []).append(param)
     param_groups = [{"params": ps, "lr": lr, "weight_decay": wd} for (lr, wd), ps in groups.items()]
-    return torch.optim.AdamW(param_groups, lr=cfg.lr, betas=(cfg.adam_beta1, cfg.adam_beta2), eps=cfg.adam_eps)
+    params = [p for ps in groups.values() for p in ps]
+    fused = {"fused": True} if cfg.fused_optimizer and fused_adamw_supported(params, device) else {}
+    return torch.optim.AdamW(param_groups, lr=cfg.lr, betas=(cfg.adam_beta1, cfg.adam_beta2), eps=cfg.adam_eps,
+                             **fused)
+
+
+FUSED_DEVICES = ("cpu", "cuda")
+"""Device types with a fused AdamW kernel in torch >= 2.4: one kernel per step, not one per tensor and operation."""
+
+
+def fused_adamw_supported(params: list[nn.Parameter], device: torch.device | str | None = None) -> bool:
+    """Whether the fused AdamW kernel can update these parameters (floating point) on `device` (default: theirs)."""
+    types = {torch.device(device).type} if device is not None else {p.device.type for p in params}
+    return bool(params) and types <= set(FUSED_DEVICES) and all(p.is_floating_point() for p in params)
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, max_steps: int):

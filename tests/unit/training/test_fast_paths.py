@@ -1,0 +1,210 @@
+"""Every fast path of the training loop gives the plain path's loss within a stated tolerance (docs/pretraining.md,
+"Speed"): fused AdamW (1e-5 relative, fp32), eager vs SDPA attention (1e-5, fp32, no dropout), the fused
+cross-entropy (1e-6 loss, gradients to float32 rounding), the sparse vs full MLM head (1e-5), bf16 autocast vs fp32
+(first-step loss within 2e-2 relative) and torch.compile vs eager (1e-4, slow). Also: the switches choose what they
+say on this machine."""
+
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+
+import pytest
+import torch
+from accelerate.state import AcceleratorState
+
+from plmkit.api import pretrain
+from plmkit.config import ModelConfig, TrainConfig
+from plmkit.errors import ConfigError
+from plmkit.models import build_model
+from plmkit.models.transformer import apply_fused_kernels, pick_attention, set_attention
+from plmkit.objectives.mlm import MaskedLM, MLMConfig, fused_cross_entropy
+from plmkit.training import loop
+from plmkit.training.optim import build_optimizer
+
+TOKENIZER = SimpleNamespace(pad_token_id=0, bos_token_id=1, eos_token_id=2)  # all build_model_config reads
+CPU = torch.device("cpu")
+STEPS = ["train.max_steps=4", "train.eval_every=0", "train.save_every=100", "train.lr_schedule=constant"]
+
+
+def _bert(dropout: float = 0.0, arch: str = "bert"):
+    cfg = ModelConfig(arch=arch, hidden_size=32, num_layers=2, num_heads=2, max_position_embeddings=64,
+                      vocab_size=64, dropout=dropout)
+    return build_model(cfg, TOKENIZER, "masked_lm" if arch in ("bert", "roberta") else "causal_lm")
+
+
+def _losses(metrics, run_dir) -> list[float]:
+    return [row["loss"] for row in metrics(run_dir)]
+
+
+@pytest.fixture
+def fresh_accelerator_state():
+    """accelerate keeps one process-wide state, fixed by the first Accelerator's precision: reset it around a test
+    that trains in another precision, before and after (so later tests get theirs)."""
+    AcceleratorState._reset_state(True)
+    yield
+    AcceleratorState._reset_state(True)
+
+
+# --- fused AdamW -----------------------------------------------------------------------------------------------------
+
+def test_fused_optimizer_is_the_default_and_can_be_switched_off():
+    model = _bert()
+    assert build_optimizer(model, TrainConfig()).defaults["fused"] is True
+    assert not build_optimizer(model, TrainConfig(fused_optimizer=False)).defaults["fused"]
+    assert not build_optimizer(model, TrainConfig(), device="meta").defaults["fused"]  # no fused kernel there
+
+
+def test_fused_adamw_gives_the_unfused_losses(debug_cfg, metrics, tmp_path):
+    runs = {}
+    for fused in (True, False):
+        out = tmp_path / f"fused-{fused}"
+        pretrain(debug_cfg("mlm", out, *STEPS, f"train.fused_optimizer={str(fused).lower()}"), show_progress=False)
+        runs[fused] = _losses(metrics, out)
+    assert len(runs[True]) == 4
+    for a, b in zip(runs[True], runs[False]):
+        assert math.isclose(a, b, rel_tol=1e-5), (runs[True], runs[False])
+    assert runs[True][-1] != runs[True][0]  # the optimizer did move the weights
+
+
+# --- attention -------------------------------------------------------------------------------------------------------
+
+def test_auto_attention_picks_eager_on_a_cpu_only_with_attention_dropout():
+    assert pick_attention(_bert(dropout=0.1), "auto", CPU, "bf16") == "eager"
+    assert pick_attention(_bert(dropout=0.0), "auto", CPU, "bf16") == "sdpa"
+    assert pick_attention(_bert(dropout=0.1), "auto", CPU, "bf16", doc_attention=True) == "sdpa"
+    assert pick_attention(_bert(dropout=0.1), "sdpa", CPU, "fp32") == "sdpa"
+    with pytest.raises(ConfigError, match="doc_attention"):
+        pick_attention(_bert(), "eager", CPU, "fp32", doc_attention=True)
+
+
+def test_auto_attention_on_cuda_wants_flash_attn_installed_and_half_precision(monkeypatch):
+    cuda = torch.device("cuda")  # only the device type is read: no GPU needed
+    model = _bert(dropout=0.1)
+    monkeypatch.setattr("importlib.util.find_spec", lambda name: object() if name == "flash_attn" else None)
+    assert pick_attention(model, "auto", cuda, "bf16") == "flash_attention_2"
+    assert pick_attention(model, "auto", cuda, "fp32") == "sdpa"
+    monkeypatch.setattr("importlib.util.find_spec", lambda name: None)
+    assert pick_attention(model, "auto", cuda, "bf16") == "sdpa"
+
+
+def test_eager_attention_gives_the_sdpa_loss_and_gradients():
+    torch.manual_seed(0)
+    ids = torch.randint(5, 64, (4, 24))
+    mask = torch.ones_like(ids)
+    mask[1, 15:] = 0  # one padded row: the mask must act the same in both
+    results = {}
+    for name in ("sdpa", "eager"):
+        torch.manual_seed(1)  # the same weights for both
+        model = _bert(dropout=0.0)
+        assert set_attention(model, name) == name
+        model.zero_grad()
+        loss = model(input_ids=ids, attention_mask=mask, labels=ids).loss
+        loss.backward()
+        results[name] = (loss.item(), model.bert.embeddings.word_embeddings.weight.grad.clone())
+    assert math.isclose(results["sdpa"][0], results["eager"][0], rel_tol=1e-5)
+    torch.testing.assert_close(results["sdpa"][1], results["eager"][1], rtol=1e-4, atol=1e-6)
+
+
+def test_loop_trains_with_the_attention_it_reports(debug_cfg, metrics, tmp_path):
+    """The same run with train.attention=sdpa and =eager (auto's choice on a CPU with dropout): equal losses without
+    dropout; both train."""
+    runs = {}
+    for name in ("sdpa", "eager"):
+        out = tmp_path / name
+        pretrain(debug_cfg("mlm", out, *STEPS, "model.dropout=0.0", f"train.attention={name}"), show_progress=False)
+        runs[name] = _losses(metrics, out)
+    for a, b in zip(runs["sdpa"], runs["eager"]):
+        assert math.isclose(a, b, rel_tol=1e-5), runs
+
+
+def test_fused_kernels_do_nothing_on_a_cpu():
+    model = _bert(arch="llama")
+    assert apply_fused_kernels(model, CPU) == []
+
+
+# --- the masked-LM head and its loss ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_fused_cross_entropy_matches_cross_entropy(dtype):
+    torch.manual_seed(0)
+    logits = (torch.randn(150, 97) * 3).to(dtype)  # 150 rows: more than two chunks of 64, the last one short
+    targets = torch.randint(0, 97, (150,))
+    a = logits.clone().requires_grad_()
+    b = logits.clone().requires_grad_()
+    fused = fused_cross_entropy(a, targets)
+    plain = torch.nn.functional.cross_entropy(b.float(), targets, reduction="sum")
+    assert fused.dtype == torch.float32
+    assert math.isclose(fused.item(), plain.item(), rel_tol=1e-6)
+    (fused * 0.37).backward()
+    (plain * 0.37).backward()
+    assert a.grad.dtype == dtype
+    # both gradients are float32 values rounded once to the logits' dtype
+    tol = {"rtol": 1e-5, "atol": 1e-7} if dtype == torch.float32 else {"rtol": 8e-3, "atol": 1e-5}
+    torch.testing.assert_close(a.grad, b.grad, **tol)
+    with torch.no_grad():  # the evaluation path computes no gradient
+        assert math.isclose(fused_cross_entropy(logits, targets).item(), plain.item(), rel_tol=1e-6)
+    assert fused_cross_entropy(logits[:0], targets[:0]).item() == 0.0
+
+
+@pytest.mark.parametrize(("sparse_head", "fused_loss"), [(True, True), (True, False), (False, True), (False, False)])
+def test_mlm_head_and_loss_switches_give_the_same_loss(sparse_head, fused_loss, bert_tokenizer):
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(arch="bert", hidden_size=32, num_layers=2, num_heads=2,
+                                    max_position_embeddings=64, dropout=0.0), bert_tokenizer, "masked_lm")
+    ids = torch.randint(5, len(bert_tokenizer), (4, 32))
+    plain = MaskedLM(MLMConfig(sparse_head=False, fused_loss=False), bert_tokenizer, seed=13)
+    batch = plain.collate([{"input_ids": ids[i], "index": i} for i in range(4)])
+    reference = model(**batch).loss.item()  # transformers' own masked-LM loss (mean)
+    obj = MaskedLM(MLMConfig(sparse_head=sparse_head, fused_loss=fused_loss), bert_tokenizer, seed=13)
+    out = obj.loss(obj.wrap(model), batch)
+    assert math.isclose((out.loss_sum / out.num_targets).item(), reference, rel_tol=1e-5)
+    assert obj.head_fraction == (0.15 if sparse_head else 1.0)  # what MFU counts
+
+
+# --- precision -------------------------------------------------------------------------------------------------------
+
+def test_auto_precision_is_bf16_only_where_the_cpu_has_bf16_instructions(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert loop.resolve_precision("fp32") == "fp32" and loop.resolve_precision("fp16") == "fp16"
+    monkeypatch.setattr(loop, "cpu_has_fast_bf16", lambda: True)
+    assert loop.resolve_precision("auto") == "bf16"
+    monkeypatch.setattr(loop, "cpu_has_fast_bf16", lambda: False)
+    assert loop.resolve_precision("auto") == "fp32"
+
+
+def test_bf16_autocast_first_step_loss_within_2pct_of_fp32(debug_cfg, metrics, tmp_path, fresh_accelerator_state):
+    first = {}
+    for precision in ("fp32", "bf16"):
+        AcceleratorState._reset_state(True)
+        out = tmp_path / precision
+        pretrain(debug_cfg("mlm", out, "train.max_steps=1", "train.eval_every=0", f"train.precision={precision}"),
+                 show_progress=False)
+        first[precision] = _losses(metrics, out)[0]
+    assert first["fp32"] != first["bf16"]  # bf16 did run: its rounding shows
+    assert math.isclose(first["bf16"], first["fp32"], rel_tol=2e-2), first
+
+
+# --- torch.compile ---------------------------------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_compiled_loop_gives_the_eager_losses(debug_cfg, metrics, tmp_path):
+    """torch.compile vs eager, no dropout (compiled dropout draws other random numbers): losses within 1e-4, and the
+    checkpoint and final/ keep the eager parameter names."""
+    from torch._dynamo.utils import counters
+
+    counters.clear()
+    runs = {}
+    for compiled in (False, True):
+        out = tmp_path / f"compile-{compiled}"
+        pretrain(debug_cfg("mlm", out, *STEPS, "model.dropout=0.0", f"train.compile={str(compiled).lower()}"),
+                 show_progress=False)
+        runs[compiled] = _losses(metrics, out)
+    assert counters["stats"]["unique_graphs"] > 0  # dynamo did compile the training module
+    for a, b in zip(runs[False], runs[True]):
+        assert math.isclose(a, b, rel_tol=1e-4), runs
+    from safetensors.torch import load_file
+
+    keys = load_file(tmp_path / "compile-True" / "final" / "model.safetensors").keys()
+    assert keys == load_file(tmp_path / "compile-False" / "final" / "model.safetensors").keys()
+    assert not any("_orig_mod" in k for k in keys)
