@@ -21,7 +21,7 @@ from torch.utils.data import Subset
 from plmkit.config import RunConfig, save_config
 from plmkit.data import load_corpus, prepare_shards
 from plmkit.data.pack import KEYED_SETTINGS, input_fingerprint
-from plmkit.errors import PlmError
+from plmkit.errors import ConfigError, PlmError
 from plmkit.models import ARCHS, build_model, build_task_model, load_pretrained_model
 from plmkit.objectives import build_objective, objectives
 from plmkit.tokenization import check_compatibility, load_tokenizer, train_tokenizer
@@ -99,6 +99,8 @@ def pretrain(cfg: RunConfig, *, resume: bool = False, overwrite: bool = False,
         overwrite: delete the artifacts of an earlier run in run.output_dir first.
     """
     kind = objectives.get(cfg.objective.name).factory.model_kind
+    if cfg.train.lr is None:
+        raise ConfigError("train.lr is null: pre-training needs a learning rate (e.g. --set train.lr=5e-4)")
     run_dir, accelerator = _open_run(cfg, resume=resume, overwrite=overwrite)
     with accelerator.main_process_first():  # the main process trains the tokenizer and writes shards; others reuse them
         tokenizer = resolve_tokenizer(cfg, show_progress=show_progress)
@@ -245,6 +247,9 @@ def finetune(cfg: RunConfig, *, scratch: bool = False, resume: bool = False, ove
     run_dir, accelerator = _open_run(cfg, resume=resume, overwrite=overwrite)
     tokenizer = load_tokenizer(cfg.tokenizer.pretrained or cfg.init.from_)
     task = build_task(cfg.task, tokenizer, cfg.run.seed)
+    if cfg.train.lr is None:
+        cfg.train.lr = task.default_lr
+        stderr.print(f"train.lr: {cfg.train.lr:g}, the {cfg.task.name} default")
     train_raw = task.read(cfg.task.train)
     if cfg.task.validation:
         valid_raw, valid_source = task.read(cfg.task.validation), cfg.task.validation

@@ -295,7 +295,8 @@ def list_(what: Annotated[str, typer.Argument(help="objectives | tasks")] = "obj
     if what not in registries:
         raise typer.BadParameter(f"choose one of: {', '.join(registries)}")
     for entry in registries[what]:
-        typer.echo(f"{entry.name:12s} {entry.doc}")
+        lr = getattr(entry.factory, "default_lr", None)
+        typer.echo(f"{entry.name:12s} {entry.doc}" + (f" (default train.lr {lr:g})" if lr else ""))
 
 
 def main() -> None:

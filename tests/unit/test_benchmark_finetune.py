@@ -113,7 +113,7 @@ def test_config_is_the_packaged_defaults_plus_epochs_task_options_and_sets(bench
     cfg = bench.load_packaged_config(overrides)
     assert (cfg.task.name, cfg.task.group_column, cfg.task.label_column) == ("multilabel", "index", "labels")
     assert cfg.train.epochs == 2 and cfg.train.lr == 1e-4 and cfg.task.max_length == 64
-    assert cfg.train.batch_size == 32 and cfg.train.head_lr == 1e-3  # untouched packaged defaults
+    assert cfg.train.batch_size == 16 and cfg.train.head_lr == 1e-3  # untouched packaged defaults
     assert cfg.task.train == str(tmp_path / "t.tsv") and cfg.run.output_dir == str(tmp_path / "run")
 
 

@@ -45,6 +45,8 @@ class Task(Protocol):
     """Which transformers head the task trains: sequence_classification | token_classification."""
     main_metric: str
     """The metric that picks the best checkpoint and early-stops by default (accuracy, micro_f1, f1)."""
+    default_lr: float
+    """The learning rate when train.lr is null (the packaged fine-tuning defaults; docs/finetuning.md)."""
 
     def load(self, path: str) -> list: ...
 

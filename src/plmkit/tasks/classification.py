@@ -60,6 +60,7 @@ class Classification:
 
     model_kind = "sequence_classification"
     main_metric = "accuracy"
+    default_lr = 1e-4
     group_by_length = True
 
     def __init__(self, cfg: ClassificationConfig, tokenizer, seed: int):
@@ -116,6 +117,7 @@ class MultiLabelClassification:
 
     model_kind = "sequence_classification"
     main_metric = "micro_f1"
+    default_lr = 1e-4
     group_by_length = True
 
     def __init__(self, cfg: ClassificationConfig, tokenizer, seed: int):

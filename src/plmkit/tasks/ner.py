@@ -46,6 +46,7 @@ class NamedEntities:
 
     model_kind = "token_classification"
     main_metric = "f1"
+    default_lr = 2e-4
     group_by_length = True
 
     def __init__(self, cfg: NERConfig, tokenizer, seed: int):

@@ -246,3 +246,24 @@ def test_multilabel_threshold_is_the_one_of_the_best_checkpoint(finetuned):
     assert threshold == pytest.approx(best["eval_threshold"], abs=1e-6)
     result = api.evaluate(run.final, "multilabel", run.dev, show_progress=False)
     assert result["micro_f1"] == pytest.approx(best["eval_micro_f1"], abs=1e-6)
+
+
+@pytest.mark.parametrize("task, expected", [("classification", 1e-4), ("ner", 2e-4)])
+def test_null_lr_takes_the_task_default(task, expected, finetune_cfg, task_files, tmp_path):
+    train, dev = task_files(task, tmp_path / "data", n_train=16, n_dev=8)
+    cfg = finetune_cfg(task, train, dev, tmp_path / "run", "train.lr=null", "train.max_steps=2", "train.epochs=null")
+    assert cfg.train.lr is None
+    api.finetune(cfg, show_progress=False)
+    assert cfg.train.lr == expected
+    first = read_metrics(tmp_path / "run" / "metrics.jsonl")[0]
+    assert first["lr"] <= max(expected, cfg.train.head_lr or 0)
+
+
+def test_pretraining_refuses_a_null_lr(tmp_path):
+    from plmkit import load_config
+    from plmkit.errors import ConfigError
+
+    cfg = load_config(Path(__file__).parents[3] / "configs" / "debug" / "mlm.yaml",
+                      ["train.lr=null", f"run.output_dir={tmp_path / 'run'}"])
+    with pytest.raises(ConfigError, match="train.lr is null"):
+        api.pretrain(cfg, show_progress=False)
