@@ -26,6 +26,12 @@ app.add_typer(data_app, name="data")
 ConfigArg = Annotated[Path, typer.Argument(help="A run config YAML (see configs/).")]
 SetOpt = Annotated[list[str] | None, typer.Option("--set", help="Override a key: --set train.lr=1e-3 (repeatable).")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
+# The shortcut flags of the fine-tuning commands (finetune, tune, compare); finetune_config maps them onto keys.
+FinetuneConfigArg = Annotated[Path | None, typer.Argument(help="A fine-tuning config YAML (optional).")]
+ModelOpt = Annotated[str | None, typer.Option(help="Pre-trained model folder or hub id (init.from).")]
+TaskOpt = Annotated[str | None, typer.Option(help="classification | multilabel | ner (task.name).")]
+TrainOpt = Annotated[str | None, typer.Option(help="Training file (task.train).")]
+ValidationOpt = Annotated[str | None, typer.Option(help="Validation file (task.validation).")]
 
 
 def emit(result: dict) -> None:
@@ -72,12 +78,12 @@ def pretrain(config: ConfigArg, set_: SetOpt = None,
 
 @app.command()
 def finetune(
-    config: Annotated[Path | None, typer.Argument(help="A fine-tuning config YAML (optional).")] = None,
+    config: FinetuneConfigArg = None,
     set_: SetOpt = None,
-    model: Annotated[str | None, typer.Option(help="Pre-trained model folder or hub id (init.from).")] = None,
-    task: Annotated[str | None, typer.Option(help="classification | multilabel | ner (task.name).")] = None,
-    train: Annotated[str | None, typer.Option(help="Training file (task.train).")] = None,
-    validation: Annotated[str | None, typer.Option(help="Validation file (task.validation).")] = None,
+    model: ModelOpt = None,
+    task: TaskOpt = None,
+    train: TrainOpt = None,
+    validation: ValidationOpt = None,
     out: Annotated[str | None, typer.Option(help="Run folder (run.output_dir); the model lands in OUT/final/.")]
     = None,
     epochs: Annotated[float | None, typer.Option(help="Passes over the training data (train.epochs).")] = None,
@@ -114,16 +120,16 @@ def finetune_config(config: Path | None, set_: list[str] | None, *, model: str |
 
 @app.command()
 def tune(
-    config: Annotated[Path | None, typer.Argument(help="A fine-tuning config YAML (optional).")] = None,
+    config: FinetuneConfigArg = None,
     trials: Annotated[int, typer.Option(help="Trials to run; each is a full fine-tuning run.")] = 10,
     param: Annotated[list[str] | None, typer.Option("--param", help="Change the search space: lr=1e-5:1e-3:log, "
                                                     "batch_size=16,32, epochs=off (repeatable; docs/tuning.md).")]
     = None,
     set_: SetOpt = None,
-    model: Annotated[str | None, typer.Option(help="Pre-trained model folder or hub id (init.from).")] = None,
-    task: Annotated[str | None, typer.Option(help="classification | multilabel | ner (task.name).")] = None,
-    train: Annotated[str | None, typer.Option(help="Training file (task.train).")] = None,
-    validation: Annotated[str | None, typer.Option(help="Validation file (task.validation).")] = None,
+    model: ModelOpt = None,
+    task: TaskOpt = None,
+    train: TrainOpt = None,
+    validation: ValidationOpt = None,
     out: Annotated[Path | None, typer.Option(help="Search folder (default: run.output_dir + -tune).")] = None,
     epochs: Annotated[float | None, typer.Option(help="Most passes over the training data (train.epochs).")]
     = None,
@@ -145,12 +151,12 @@ def tune(
 
 @app.command()
 def compare(
-    config: Annotated[Path | None, typer.Argument(help="A fine-tuning config YAML (optional).")] = None,
+    config: FinetuneConfigArg = None,
     set_: SetOpt = None,
-    model: Annotated[str | None, typer.Option(help="Pre-trained model folder or hub id (init.from).")] = None,
-    task: Annotated[str | None, typer.Option(help="classification | multilabel | ner (task.name).")] = None,
-    train: Annotated[str | None, typer.Option(help="Training file (task.train).")] = None,
-    validation: Annotated[str | None, typer.Option(help="Validation file (task.validation).")] = None,
+    model: ModelOpt = None,
+    task: TaskOpt = None,
+    train: TrainOpt = None,
+    validation: ValidationOpt = None,
     out: Annotated[Path | None, typer.Option(help="Comparison folder (default: run.output_dir + -compare).")]
     = None,
     epochs: Annotated[float | None, typer.Option(help="Passes over the training data (train.epochs).")] = None,
