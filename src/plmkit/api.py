@@ -238,12 +238,7 @@ def finetune(cfg: RunConfig, *, scratch: bool = False, resume: bool = False, ove
     """
     from plmkit.tasks import build_task
 
-    if cfg.task is None:
-        raise PlmError("no task: pass --task classification|multilabel|ner or set task.name in the config")
-    if not cfg.init.from_:
-        raise PlmError("no model to fine-tune: pass --model PATH_OR_ID or set init.from (e.g. runs/quickstart/final)")
-    if not cfg.task.train:
-        raise PlmError("no training data: pass --train FILE or set task.train")
+    check_finetune_config(cfg)
     run_dir, accelerator = _open_run(cfg, resume=resume, overwrite=overwrite)
     tokenizer = load_tokenizer(cfg.tokenizer.pretrained or cfg.init.from_)
     task = build_task(cfg.task, tokenizer, cfg.run.seed)
@@ -305,6 +300,16 @@ def finetune(cfg: RunConfig, *, scratch: bool = False, resume: bool = False, ove
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return RunResult(output_dir=run_dir, metrics=metrics)
+
+
+def check_finetune_config(cfg: RunConfig) -> None:
+    """What every fine-tuning command needs before it starts: a task, a model and training data."""
+    if cfg.task is None:
+        raise PlmError("no task: pass --task classification|multilabel|ner or set task.name in the config")
+    if not cfg.init.from_:
+        raise PlmError("no model to fine-tune: pass --model PATH_OR_ID or set init.from (e.g. runs/quickstart/final)")
+    if not cfg.task.train:
+        raise PlmError("no training data: pass --train FILE or set task.train")
 
 
 def _complete(weights: dict, model) -> dict:

@@ -14,18 +14,9 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
-
 from plmkit.config import RunConfig, to_yaml
 from plmkit.errors import PlmError
-from plmkit.training.logging import stderr
+from plmkit.training.logging import progress_bar, stderr
 
 Arm = Callable[[RunConfig, int], dict]
 """arm(run_cfg, size) -> metrics. It trains on `size` training examples drawn with run_cfg.run.seed, writes
@@ -82,7 +73,9 @@ def compare(cfg: RunConfig, *, sizes: Sequence[int] = DEFAULT_SIZES, seeds: int 
     seeds = [cfg.run.seed + i for i in range(seeds)] if isinstance(seeds, int) else [int(s) for s in seeds]
     if not seeds or len(set(seeds)) < len(seeds):
         raise PlmError(f"seeds must be a count >= 1 or distinct numbers; got {seeds}")
-    _check_finetune_config(cfg)
+    from plmkit.api import check_finetune_config
+
+    check_finetune_config(cfg)
     out = Path(out) if out is not None else Path(str(cfg.run.output_dir).rstrip("/") + "-compare")
     metric = cfg.eval.select_best_by or tasks.get(cfg.task.name).factory.main_metric  # as api.finetune does
     key = "best_" + (metric if metric.startswith("eval_") else f"eval_{metric}")
@@ -97,9 +90,7 @@ def compare(cfg: RunConfig, *, sizes: Sequence[int] = DEFAULT_SIZES, seeds: int 
     out.mkdir(parents=True, exist_ok=True)
     (out / "runs.jsonl").write_text("")
     rows, started = [], time.time()
-    columns = (TextColumn("[bold]compare"), BarColumn(bar_width=20), MofNCompleteColumn(),
-               TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
-    with Progress(*columns, console=stderr, disable=not show_progress) as progress:
+    with progress_bar(show_progress, label="compare", status=False) as progress:
         bar = progress.add_task("runs", total=len(plan))
         for arm, size, seed in plan:
             run_cfg = run_config(cfg, arm, size, seed, min_steps, out)
@@ -125,15 +116,6 @@ def compare(cfg: RunConfig, *, sizes: Sequence[int] = DEFAULT_SIZES, seeds: int 
     stderr.print(render_markdown(summary, header=False) + f"in {out}: compare.md, compare.json, compare.png",
                  soft_wrap=True)
     return summary
-
-
-def _check_finetune_config(cfg: RunConfig) -> None:
-    if cfg.task is None:
-        raise PlmError("no task: pass --task classification|multilabel|ner or set task.name in the config")
-    if not cfg.init.from_:
-        raise PlmError("no model to compare: pass --model PATH_OR_ID or set init.from")
-    if not cfg.task.train:
-        raise PlmError("no training data: pass --train FILE or set task.train")
 
 
 def count_training_examples(cfg: RunConfig) -> int:

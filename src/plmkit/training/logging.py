@@ -51,12 +51,13 @@ def read_metrics(path: Path) -> list[dict]:
     return rows
 
 
-def progress_bar(enabled: bool) -> Progress:
-    return Progress(
-        TextColumn("[bold]train"), BarColumn(bar_width=12), MofNCompleteColumn(), TextColumn("{task.fields[status]}"),
-        TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
-        console=stderr, disable=not enabled, transient=False,
-    )
+def progress_bar(enabled: bool, label: str = "train", status: bool = True) -> Progress:
+    """A bar on stderr: label, bar, done/total, (a task's `status` field), elapsed time and ETA."""
+    columns = [TextColumn(f"[bold]{label}"), BarColumn(bar_width=12), MofNCompleteColumn()]
+    if status:
+        columns.append(TextColumn("{task.fields[status]}"))
+    return Progress(*columns, TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+                    console=stderr, disable=not enabled, transient=False)
 
 
 def status_text(row: dict) -> str:
