@@ -26,6 +26,7 @@ from torch.utils.data import Dataset
 
 from plmkit.config import DataConfig
 from plmkit.data.corpus import CorpusReport, load_corpus
+from plmkit.data.segment import check_segmenter, resolve_segmenter, word_starts
 from plmkit.data.sources import expand_paths, hf_target, is_saved_dataset
 from plmkit.errors import DataError
 
@@ -41,6 +42,9 @@ SPECIAL_ROLES = ("sep", "eos", "cls", "bos", "pad", "unk", "mask")
 KEYED_SETTINGS = ("source", "doc_split", "text_field", "normalization", "min_chars", "dedup",
                   "validation_fraction")
 Shard = tuple[np.ndarray, np.ndarray]  # (tokens, int64 offsets where its documents start)
+# With a segmenter, per-document arrays are structured (ids, word start flag) so packing keeps them aligned; the flags
+# are written beside the tokens as <split>-NNNNN.words.bin (uint8, 1 where a token starts a word).
+WORDS_SUFFIX = ".words.bin"
 
 
 @dataclass
@@ -53,22 +57,25 @@ class PreparedData:
 
     def dataset(self, split: str, block_size: int, *, cls_id: int | None = None,
                 with_segments: bool = False) -> PackedDataset:
-        """Blocks of `block_size` tokens from one split; see PackedDataset."""
+        """Blocks of `block_size` tokens from one split (with "word_starts" when the shards have word
+        boundaries); see PackedDataset."""
         return PackedDataset(self.path, split, block_size, cls_id=cls_id, with_segments=with_segments)
 
 
-def prepare_shards(cfg: DataConfig, tokenizer: PreTrainedTokenizerFast, seed: int, *,
+def prepare_shards(cfg: DataConfig, tokenizer: PreTrainedTokenizerFast, seed: int, *, whole_words: bool = False,
                    show_progress: bool = True) -> PreparedData:
     """Read, clean, split and tokenize the corpus into shards under `cfg.cache_dir`, or reuse a cached copy.
 
     Each document's token ids and one separator token (sep, else eos) are appended to its split's stream.
-    The cache key covers the input files (path, size, mtime), the cleaning and split settings, the seed and
-    the tokenizer, but not block_size: blocks are cut when read.
+    The cache key covers the input files (path, size, mtime), the cleaning and split settings, the seed,
+    the tokenizer and the segmenter, but not block_size: blocks are cut when read. With a segmenter
+    (data.segmenter, see plmkit.data.segment) a word-start flag per token is stored beside the tokens.
 
     Args:
         cfg: the data section of the run config.
         tokenizer: a fast Hugging Face tokenizer with a sep or eos token.
         seed: keys the validation split (usually run.seed).
+        whole_words: the objective masks whole words; data.segmenter auto then stores pre-tokenizer words.
         show_progress: draw a progress bar on stderr while tokenizing.
 
     Returns:
@@ -78,8 +85,10 @@ def prepare_shards(cfg: DataConfig, tokenizer: PreTrainedTokenizerFast, seed: in
         DataError: unreadable inputs, an empty corpus, or a tokenizer without a separator token.
     """
     sep = separator_id(tokenizer)
+    segmenter = resolve_segmenter(cfg.segmenter, whole_words)
+    check_segmenter(segmenter, tokenizer)
     root = Path(os.path.expanduser(cfg.cache_dir))
-    key = cache_key(cfg, tokenizer, seed)
+    key = cache_key(cfg, tokenizer, seed, segmenter=segmenter)
     out = root / key
     if (out / "meta.json").is_file():
         return open_prepared(out)
@@ -90,19 +99,21 @@ def prepare_shards(cfg: DataConfig, tokenizer: PreTrainedTokenizerFast, seed: in
     tmp.mkdir(parents=True)
     try:
         dtype = token_dtype(len(tokenizer))
-        tokens, shards = {}, {}
+        tokens, shards, words = {}, {}, {}
         progress = Progress(*Progress.get_default_columns(), MofNCompleteColumn(),
                             console=Console(stderr=True), disable=not show_progress)
         with progress:
             for split, docs in zip(SPLITS, (corpus.train, corpus.validation), strict=True):
                 task = progress.add_task(f"tokenizing {split}", total=len(docs))
-                arrays = _tokenize(docs, tokenizer, sep, dtype, partial(progress.advance, task))
+                arrays = _tokenize(docs, tokenizer, sep, dtype, partial(progress.advance, task), segmenter)
                 packed = pack_shards(arrays, cfg.shard_tokens)
-                tokens[split], shards[split] = _write_shards(tmp, split, packed)
+                tokens[split], shards[split], words[split] = _write_shards(tmp, split, packed)
         corpus.report.train_tokens, corpus.report.validation_tokens = tokens["train"], tokens["validation"]
+        if segmenter != "none":
+            corpus.report.train_words, corpus.report.validation_words = words["train"], words["validation"]
         meta = {"format": FORMAT_VERSION, "key": key, "dtype": dtype.name, "vocab_size": len(tokenizer),
                 "sep_id": sep, "cls_id": tokenizer.cls_token_id, "tokens": tokens, "shards": shards,
-                "report": corpus.report.to_dict()}
+                "segmenter": segmenter, "report": corpus.report.to_dict()}
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")  # written last
         if out.exists() and not (out / "meta.json").is_file():
             shutil.rmtree(out)  # an incomplete folder is not trusted
@@ -139,8 +150,9 @@ def token_dtype(vocab_size: int) -> np.dtype:
     return np.dtype(np.uint16 if vocab_size <= 65535 else np.uint32)
 
 
-def cache_key(cfg: DataConfig, tokenizer: PreTrainedTokenizerFast, seed: int) -> str:
-    """Hex digest of the input fingerprint, the cleaning/split settings, the seed and the tokenizer."""
+def cache_key(cfg: DataConfig, tokenizer: PreTrainedTokenizerFast, seed: int, *, segmenter: str = "none") -> str:
+    """Hex digest of the input fingerprint, the cleaning/split settings, the seed, the tokenizer and the
+    (resolved) segmenter; without one the key is what it was before segmenters existed."""
     parts = {
         "format": FORMAT_VERSION,
         "input": input_fingerprint(cfg),
@@ -149,6 +161,8 @@ def cache_key(cfg: DataConfig, tokenizer: PreTrainedTokenizerFast, seed: int) ->
         "special": {role: getattr(tokenizer, f"{role}_token_id", None) for role in SPECIAL_ROLES},
         "vocab_size": len(tokenizer),
     }
+    if segmenter != "none":
+        parts["segmenter"] = segmenter
     return hashlib.blake2b(json.dumps(parts, sort_keys=True).encode("utf-8"), digest_size=16).hexdigest()
 
 
@@ -193,15 +207,25 @@ def _alive(pid: int) -> bool:
 
 
 def _tokenize(docs: list[str], tokenizer: PreTrainedTokenizerFast, sep: int, dtype: np.dtype,
-              advance: Callable[[int], None]) -> Iterator[np.ndarray]:
-    """Yield each document's token ids followed by `sep`, tokenizing TOKENIZE_BATCH documents per call."""
+              advance: Callable[[int], None], segmenter: str = "none") -> Iterator[np.ndarray]:
+    """Yield each document's token ids followed by `sep`, tokenizing TOKENIZE_BATCH documents per call.
+
+    With a segmenter the arrays are structured, fields "ids" and "word_starts" (uint8; the separator starts a word)."""
     for i in range(0, len(docs), TOKENIZE_BATCH):
         batch = docs[i:i + TOKENIZE_BATCH]
-        ids = tokenizer(batch, add_special_tokens=False, return_attention_mask=False,
-                        return_token_type_ids=False, verbose=False)["input_ids"]
+        encoded = tokenizer(batch, add_special_tokens=False, return_attention_mask=False,
+                            return_token_type_ids=False, verbose=False)
+        ids = encoded["input_ids"]
         lengths = [len(x) + 1 for x in ids]
         flat = np.fromiter(chain.from_iterable([*x, sep] for x in ids), dtype=dtype, count=sum(lengths))
-        yield from np.split(flat, np.cumsum(lengths)[:-1])
+        if segmenter == "none":
+            yield from np.split(flat, np.cumsum(lengths)[:-1])
+        else:
+            starts = word_starts(batch, encoded.encodings, segmenter)
+            both = np.empty(len(flat), dtype=[("ids", dtype), ("word_starts", np.uint8)])
+            both["ids"] = flat
+            both["word_starts"] = np.concatenate([np.append(s, True) for s in starts])
+            yield from np.split(both, np.cumsum(lengths)[:-1])
         advance(len(batch))
 
 
@@ -236,14 +260,21 @@ def pack_shards(docs: Iterable[np.ndarray], shard_tokens: int) -> Iterator[Shard
         yield np.concatenate(pieces), np.array(starts, dtype=np.int64)
 
 
-def _write_shards(folder: Path, split: str, shards: Iterable[Shard]) -> tuple[int, int]:
-    """Write `<split>-NNNNN.bin` (raw tokens) and `.idx.npy` (document starts); return (tokens, shards)."""
-    total = count = 0
+def _write_shards(folder: Path, split: str, shards: Iterable[Shard]) -> tuple[int, int, int]:
+    """Write `<split>-NNNNN.bin` (raw tokens), `.idx.npy` (document starts) and, for structured arrays,
+    `.words.bin` (word-start flags); return (tokens, shards, words)."""
+    total = count = words = 0
     for count, (tokens, starts) in enumerate(shards, start=1):
-        tokens.tofile(folder / f"{split}-{count - 1:05d}.bin")
-        np.save(folder / f"{split}-{count - 1:05d}.idx.npy", starts)
+        name = f"{split}-{count - 1:05d}"
+        if tokens.dtype.names:
+            flags = np.ascontiguousarray(tokens["word_starts"])
+            flags.tofile(folder / f"{name}{WORDS_SUFFIX}")
+            words += int(flags.sum())
+            tokens = np.ascontiguousarray(tokens["ids"])
+        tokens.tofile(folder / f"{name}.bin")
+        np.save(folder / f"{name}.idx.npy", starts)
         total += len(tokens)
-    return total, count
+    return total, count, words
 
 
 class PackedDataset(Dataset):
@@ -252,7 +283,9 @@ class PackedDataset(Dataset):
     The shards are memory-mapped read-only on first access, so the dataset pickles into DataLoader workers
     cheaply. Item i is {"input_ids": (T,) int64, "index": i} and, with `with_segments`, "segment_ids": (T,)
     int64 numbering the documents within the block from 0 (a document's closing separator belongs to it; a
-    cls prefix belongs to the block's first document).
+    cls prefix belongs to the block's first document). When the shards were written with a segmenter, item i
+    also has "word_starts": (T,) bool, True where a token starts a word; the block's first token always starts
+    one (a word cut by the block edge becomes a word of its own in each block), and so does a cls prefix.
     """
 
     def __init__(self, path: str | Path, split: str, block_size: int, *, cls_id: int | None = None,
@@ -268,6 +301,7 @@ class PackedDataset(Dataset):
             raise DataError(f"data.block_size must be at least 2 when a cls token starts each block; "
                             f"got {block_size}")
         self.files = [self.path / f"{split}-{k:05d}.bin" for k in range(meta["shards"][split])]
+        self.has_words = meta.get("segmenter", "none") != "none"
         sizes = [f.stat().st_size // self.dtype.itemsize for f in self.files]
         self.first_block = np.cumsum([0] + [n // self.stride for n in sizes])  # (shards + 1,)
         if self.first_block[-1] == 0:
@@ -276,12 +310,13 @@ class PackedDataset(Dataset):
                             f"for one block of {block_size}; lower data.block_size or add data{hint}")
         self._tokens: list[np.ndarray] | None = None
         self._starts: list[np.ndarray] | None = None
+        self._words: list[np.ndarray] | None = None
 
     def __len__(self) -> int:
         return int(self.first_block[-1])
 
     def __getstate__(self) -> dict:
-        return {**self.__dict__, "_tokens": None, "_starts": None}  # each worker maps the files itself
+        return {**self.__dict__, "_tokens": None, "_starts": None, "_words": None}  # each worker maps the files
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         if not 0 <= index < len(self):
@@ -289,6 +324,9 @@ class PackedDataset(Dataset):
         if self._tokens is None:
             self._tokens = [np.memmap(f, dtype=self.dtype, mode="r") for f in self.files]
             self._starts = [np.load(f.with_name(f.stem + ".idx.npy")) for f in self.files]
+            if self.has_words:
+                self._words = [np.memmap(f.with_name(f.stem + WORDS_SUFFIX), dtype=np.uint8, mode="r")
+                               for f in self.files]
         shard = int(np.searchsorted(self.first_block, index, side="right")) - 1
         begin = int(index - self.first_block[shard]) * self.stride
         ids = torch.from_numpy(self._tokens[shard][begin:begin + self.stride].astype(np.int64))  # (stride,)
@@ -297,8 +335,14 @@ class PackedDataset(Dataset):
             positions = np.arange(begin, begin + self.stride)
             docs = np.searchsorted(self._starts[shard], positions, side="right") - 1  # (stride,)
             item["segment_ids"] = torch.from_numpy((docs - docs[0]).astype(np.int64))
+        if self._words is not None:
+            starts = torch.from_numpy(self._words[shard][begin:begin + self.stride].astype(bool))  # (stride,)
+            starts[0] = True  # a word cut by the block edge is a word of its own here
+            item["word_starts"] = starts
         if self.cls_id is not None:
             item["input_ids"] = torch.cat([torch.tensor([self.cls_id]), ids])  # (T,)
             if self.with_segments:
                 item["segment_ids"] = torch.cat([torch.zeros(1, dtype=torch.long), item["segment_ids"]])
+            if self._words is not None:
+                item["word_starts"] = torch.cat([torch.ones(1, dtype=torch.bool), item["word_starts"]])
         return item

@@ -99,6 +99,9 @@ def _read_text(path: Path, doc_split: str) -> Iterator[str]:
     if doc_split == "line":
         yield from (line for _, line in _lines(path) if line.strip())
         return
+    if doc_split == "doc_tags":
+        yield from _read_doc_tags(path)
+        return
     block: list[str] = []
     for _, line in _lines(path):
         if line.strip():
@@ -108,6 +111,38 @@ def _read_text(path: Path, doc_split: str) -> Iterator[str]:
             block = []
     if block:
         yield "\n".join(block)
+
+
+def _read_doc_tags(path: Path) -> Iterator[str]:
+    """One document per `<doc ...>` ... `</doc>` block (WikiExtractor's output): the tag lines are dropped and the
+    non-blank lines inside are joined with newlines (the first is the article title)."""
+    block: list[str] | None = None
+    opened = 0
+    found = False
+    for lineno, line in _lines(path):
+        stripped = line.strip()
+        if stripped.startswith("<doc") and (stripped == "<doc>" or stripped[4].isspace()) and stripped.endswith(">"):
+            if block is not None:
+                raise DataError(f"{path}:{lineno}: <doc> inside the <doc> opened at line {opened}; close it with "
+                                "</doc> first (data.doc_split doc_tags reads WikiExtractor's <doc> blocks)")
+            block, opened, found = [], lineno, True
+        elif stripped == "</doc>":
+            if block is None:
+                raise DataError(f"{path}:{lineno}: </doc> without an opening <doc ...> line")
+            if block:
+                yield "\n".join(block)
+            block = None
+        elif block is not None:
+            if stripped:
+                block.append(line)
+        elif stripped:
+            raise DataError(f"{path}:{lineno}: text outside a <doc ...> ... </doc> block; data.doc_split doc_tags "
+                            "reads WikiExtractor output (use blank_line or line for plain text)")
+    if block is not None:
+        raise DataError(f"{path}: the <doc> opened at line {opened} is never closed; add a </doc> line")
+    if not found:
+        raise DataError(f"{path}: no <doc ...> line; data.doc_split doc_tags reads WikiExtractor output "
+                        "(use blank_line or line for plain text)")
 
 
 def json_record(path: Path, lineno: int, line: str) -> dict:

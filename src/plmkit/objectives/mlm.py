@@ -2,6 +2,9 @@
 
 Each token is selected independently, so every document keeps the configured rate wherever it falls in a block;
 special, separator and padding tokens are never selected.  Try it:  plm pretrain configs/debug/mlm.yaml
+With `whole_word: true` whole words are selected instead (BERT-wwm; Chinese with jieba words as in Cui et al.,
+2021), from the word boundaries stored with the shards (data.segmenter; docs/whole-word-masking.md).
+  Try it:  plm pretrain configs/debug/mlm_wwm.yaml   (Chinese: configs/debug/mlm_wwm_zh.yaml)
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from plmkit.errors import ConfigError
 from plmkit.models import masked_lm_head
 from plmkit.objectives.base import LossOutput, block_attention_mask, example_generator, objectives
 
@@ -23,6 +27,10 @@ class MLMConfig:
     """Share of the selected tokens replaced by the mask token."""
     replace_with_random: float = 0.1
     """Share of the selected tokens replaced by a random token; the rest stay unchanged."""
+    whole_word: bool = False
+    """Select whole words, not tokens: each word with probability mask_prob, all its sub-tokens together (so the
+    expected share of predicted tokens stays mask_prob); the 80/10/10 replacement is then drawn per token. Word
+    boundaries come from data.segmenter and are stored with the shards."""
     sparse_head: bool = True
     """Run the LM head only at the predicted positions (same loss as the full head, a fraction of its compute);
     false: transformers' head on every position (for comparison)."""
@@ -66,10 +74,16 @@ class MaskedLM:
     def collate(self, examples: list[dict]) -> dict[str, Tensor]:
         ids = torch.stack([torch.as_tensor(e["input_ids"], dtype=torch.long) for e in examples])  # (B, T)
         inputs, labels = ids.clone(), torch.full_like(ids, -100)
+        if self.cfg.whole_word:
+            starts = _word_starts(examples)  # (B, T)
         for row, example in enumerate(examples):
             gen = example_generator(self.seed, int(example["index"]))
-            inputs[row], labels[row] = mask_tokens(ids[row], self.cfg, self.special_ids, self.mask_id,
-                                                   self.random_pool, gen)
+            if self.cfg.whole_word:
+                inputs[row], labels[row] = mask_whole_words(ids[row], starts[row], self.cfg, self.special_ids,
+                                                            self.mask_id, self.random_pool, gen)
+            else:
+                inputs[row], labels[row] = mask_tokens(ids[row], self.cfg, self.special_ids, self.mask_id,
+                                                       self.random_pool, gen)
         batch = {"input_ids": inputs, "labels": labels}
         if "segment_ids" in examples[0]:
             segments = torch.stack([torch.as_tensor(e["segment_ids"]) for e in examples])  # (B, T)
@@ -156,6 +170,30 @@ def mask_tokens(ids: Tensor, cfg: MLMConfig, special_ids: Tensor, mask_id: int, 
     probs = torch.full(ids.shape, cfg.mask_prob)
     probs[torch.isin(ids, special_ids)] = 0.0
     selected = torch.bernoulli(probs, generator=gen).bool()
+    return replace_selected(ids, selected, cfg, mask_id, random_pool, gen)
+
+
+def mask_whole_words(ids: Tensor, word_starts: Tensor, cfg: MLMConfig, special_ids: Tensor, mask_id: int,
+                     random_pool: Tensor, gen: torch.Generator) -> tuple[Tensor, Tensor]:
+    """Whole-word masking: select each word with probability mask_prob and predict all its non-special tokens.
+
+    A word is a token with `word_starts` set and the tokens after it up to the next start (the first token always
+    starts one). Since every token belongs to exactly one word, each token is predicted with probability mask_prob,
+    as with mask_tokens, so the expected masking rate is mask_prob in every document wherever it falls in a block;
+    special tokens are words of their own and never predicted. The 80/10/10 replacement is drawn per token (as in
+    Google's BERT-wwm and transformers' DataCollatorForWholeWordMask). Returns (inputs, labels)."""
+    starts = word_starts.bool().clone()  # (T,)
+    starts[0] = True
+    word = torch.cumsum(starts, 0) - 1  # (T,) index of each token's word
+    picked = torch.bernoulli(torch.full((int(word[-1]) + 1,), cfg.mask_prob), generator=gen).bool()  # (W,)
+    selected = picked[word] & ~torch.isin(ids, special_ids)
+    return replace_selected(ids, selected, cfg, mask_id, random_pool, gen)
+
+
+def replace_selected(ids: Tensor, selected: Tensor, cfg: MLMConfig, mask_id: int, random_pool: Tensor,
+                     gen: torch.Generator) -> tuple[Tensor, Tensor]:
+    """Of the selected tokens, replace replace_with_mask by the mask token and replace_with_random by a random
+    non-special token (drawn per token); the rest stay. Returns (inputs, labels), labels -100 where not selected."""
     labels = torch.where(selected, ids, torch.full_like(ids, -100))
     draw = torch.rand(ids.shape, generator=gen)
     to_mask = selected & (draw < cfg.replace_with_mask)
@@ -164,3 +202,12 @@ def mask_tokens(ids: Tensor, cfg: MLMConfig, special_ids: Tensor, mask_id: int, 
     inputs = torch.where(to_mask, torch.full_like(ids, mask_id), ids)
     inputs = torch.where(to_random, picks, inputs)
     return inputs, labels
+
+
+def _word_starts(examples: list[dict]) -> Tensor:
+    """(B, T) bool word-start flags of a batch; a clear error when the blocks carry none."""
+    if "word_starts" not in examples[0]:
+        raise ConfigError("objective.whole_word is true but the blocks carry no word boundaries: the shards were "
+                          "prepared without a segmenter; set data.segmenter to auto or pretokenizer (English) or "
+                          "jieba (Chinese), not none, and prepare the data again (plm data prepare / plm pretrain)")
+    return torch.stack([torch.as_tensor(e["word_starts"], dtype=torch.bool) for e in examples])
