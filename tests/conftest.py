@@ -49,8 +49,10 @@ def run_dir(tmp_path) -> Path:
 
 TINY = FIXTURES / "tiny.txt"
 # arch -> (algorithm, vocab_size); byte-level bpe needs >= 256 + the special tokens
-TOKENIZERS = {"bert": ("wordpiece", 300), "roberta": ("bpe", 300), "gpt2": ("bpe", 300)}
-TOKENIZER_OF = {"bert": "bert", "roberta": "roberta", "gpt2": "gpt2", "llama": "gpt2"}  # llama shares gpt2's specials
+TOKENIZERS = {"bert": ("wordpiece", 300), "roberta": ("bpe", 300), "gpt2": ("bpe", 300), "t5": ("unigram", 300)}
+TOKENIZER_OF = {"bert": "bert", "roberta": "roberta", "gpt2": "gpt2", "llama": "gpt2",  # llama shares gpt2's specials
+                "electra": "bert",  # electra has bert's special tokens
+                "t5": "t5"}  # span_corruption adds its sentinels to this one
 
 
 def tiny_docs_text() -> list[str]:

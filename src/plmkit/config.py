@@ -37,7 +37,8 @@ class DataConfig:
     paths: list[str] = field(default_factory=list)
     """Files or globs (text or JSONL), or a local dataset folder when source is hf."""
     doc_split: str = "blank_line"
-    """How plain text splits into documents: blank_line (paragraph blocks) | line (one per line)."""
+    """How plain text splits into documents: blank_line (paragraph blocks) | line (one per line) | doc_tags (one
+    per `<doc ...>` ... `</doc>` block, as WikiExtractor writes them; the tag lines are dropped)."""
     text_field: str = "text"
     """Field holding the text in JSONL records and Hugging Face datasets."""
     hf_dataset: str | None = None
@@ -62,6 +63,9 @@ class DataConfig:
     """Where tokenized shards are cached, keyed by a hash of the data and tokenizer settings."""
     shard_tokens: int = 50_000_000
     """Maximum tokens per memory-mapped shard file."""
+    segmenter: str = "auto"
+    """Word boundaries stored with the shards for whole-word masking: auto (pretokenizer when objective.whole_word,
+    else none) | none | pretokenizer (the tokenizer's pre-tokenizer words) | jieba (Chinese words)."""
 
 
 @dataclass
@@ -90,21 +94,26 @@ class TokenizerConfig:
 @dataclass
 class ModelConfig:
     arch: str = "bert"
-    """bert | roberta (masked LM); gpt2 | llama (causal LM)."""
+    """bert | roberta (masked LM); gpt2 | llama (causal LM); electra (discriminator + generator, objective electra);
+    t5 (encoder-decoder, objective span_corruption)."""
     hidden_size: int = 256
     """Width of the hidden states."""
     num_layers: int = 4
-    """Transformer layers."""
+    """Transformer layers (t5: in the encoder, and as many in the decoder)."""
     num_heads: int = 4
     """Attention heads; hidden_size must be divisible by it."""
     intermediate_size: int | None = None
     """Feed-forward width; null means 4 x hidden_size (Llama: 8/3 x, rounded up to a multiple of 64)."""
     max_position_embeddings: int = 512
-    """Position embeddings; data.block_size must fit (RoBERTa: block_size <= this - pad id - 1)."""
+    """Position embeddings; data.block_size must fit (RoBERTa: block_size <= this - pad id - 1; unused by t5,
+    whose relative positions fit any length)."""
     dropout: float = 0.1
     """Dropout on hidden states and attention probabilities."""
     vocab_size: int | None = None
     """Embedding rows; null means the tokenizer's vocabulary size."""
+    embedding_size: int | None = None
+    """ELECTRA only: width of the token, position and token-type embeddings the generator and discriminator share
+    (ELECTRA-Small: 128 with hidden_size 256); null means hidden_size."""
 
 
 @dataclass
@@ -235,10 +244,11 @@ _KEYWORD_KEYS = {("init", "from"): "from_"}
 
 CHOICES = {
     "data.source": ("auto", "text", "jsonl", "hf"),
-    "data.doc_split": ("blank_line", "line"),
+    "data.doc_split": ("blank_line", "line", "doc_tags"),
+    "data.segmenter": ("auto", "none", "pretokenizer", "jieba"),
     "data.normalization": ("NFC", "NFKC", "none"),
     "tokenizer.train.algorithm": ("bpe", "wordpiece", "unigram"),
-    "model.arch": ("bert", "roberta", "gpt2", "llama"),
+    "model.arch": ("bert", "roberta", "gpt2", "llama", "electra", "t5"),
     "train.lr_schedule": ("constant", "linear", "cosine"),
     "train.precision": ("fp32", "bf16", "fp16", "auto"),
     "train.attention": ("auto", "sdpa", "eager", "flash_attention_2"),
@@ -253,8 +263,8 @@ NON_NEGATIVE = ("data.min_chars", "train.warmup_steps", "train.weight_decay", "t
                 "train.eval_every", "train.num_workers", "tokenizer.train.min_frequency", "eval.patience")
 FRACTIONS = ("data.validation_fraction", "model.dropout", "train.adam_beta1", "train.adam_beta2",
              "train.warmup_ratio")  # in [0, 1)
-POSITIVE_OR_NULL = ("model.intermediate_size", "model.vocab_size", "tokenizer.train.max_docs", "train.lr",
-                    "train.head_lr")
+POSITIVE_OR_NULL = ("model.intermediate_size", "model.vocab_size", "model.embedding_size", "tokenizer.train.max_docs",
+                    "train.lr", "train.head_lr")
 
 
 def _rename_keywords(tree: dict, to_python: bool) -> dict:
@@ -403,6 +413,12 @@ def validate(cfg: RunConfig, origin: str = "config") -> None:
     if cfg.model.hidden_size % cfg.model.num_heads:
         raise ConfigError(f"model.hidden_size ({cfg.model.hidden_size}) must be divisible by model.num_heads "
                           f"({cfg.model.num_heads}) ({origin})")
+    if getattr(cfg.objective, "whole_word", False) and cfg.data.segmenter == "none":
+        raise ConfigError(f"objective.whole_word needs word boundaries, but data.segmenter is none; set "
+                          f"data.segmenter to auto or pretokenizer (English) or jieba (Chinese) ({origin})")
+    if cfg.model.embedding_size is not None and cfg.model.arch != "electra":
+        raise ConfigError(f"model.embedding_size is for model.arch electra; remove it or set it to null for "
+                          f"{cfg.model.arch} ({origin})")
     unknown_logs = set(cfg.log.to) - {"console", "jsonl", "tensorboard"}
     if unknown_logs:
         raise ConfigError(f"log.to: unknown target(s) {sorted(unknown_logs)}; use console, jsonl, tensorboard ({origin})")

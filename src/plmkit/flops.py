@@ -139,7 +139,11 @@ def module_flops_per_token(model: nn.Module, seq_len: float, head_fraction: floa
     Per parameter a token passes through: 2 FLOPs forward, 2 for the gradient of its input and 2 more for its own
     gradient when it is trained (6 when all are; about 4 for frozen weights under LoRA). Embedding lookups cost
     nothing; a tied output matrix costs as an untied one. The parameters outside `model.base_model` (the LM head)
-    run at `head_fraction` of the positions. Plus 12·L·H·Q for attention."""
+    run at `head_fraction` of the positions. Plus 12·L·H·Q for attention.
+
+    An encoder-decoder (T5) counts per encoder token, `seq_len` being the encoder's length: the decoder and the LM
+    head run at `head_fraction` (target length / input length) of the positions, and each decoder position attends
+    to head_fraction·seq_len decoder and seq_len encoder positions."""
     base = getattr(model, "base_model", model)
     embedding = {id(m.weight) for m in model.modules() if isinstance(m, nn.Embedding)}
     in_base = {id(p) for p in base.parameters()}
@@ -155,6 +159,17 @@ def module_flops_per_token(model: nn.Module, seq_len: float, head_fraction: floa
     config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
     heads = config.num_attention_heads
     width = heads * (getattr(config, "head_dim", None) or config.hidden_size // heads)
+    decoder = getattr(model, "decoder", None) if getattr(config, "is_encoder_decoder", False) else None
+    if isinstance(decoder, nn.Module):  # T5's base_model is the whole model: split it into encoder, decoder, head
+        in_decoder = {id(p) for p in decoder.parameters()}
+        in_head = {id(p) for p in output.parameters()} if output is not None else set()
+        enc = sum(cost(p) for p in model.parameters() if id(p) not in embedding | in_decoder | in_head)
+        dec = sum(cost(p) for p in model.parameters() if id(p) in in_decoder and id(p) not in embedding)
+        out = sum(cost(p) for p in output.parameters()) if output is not None else 0
+        layers = getattr(config, "num_decoder_layers", None) or config.num_hidden_layers
+        attention = 12 * width * (config.num_hidden_layers * seq_len
+                                  + layers * head_fraction * (head_fraction * seq_len + seq_len))
+        return enc + head_fraction * (dec + out) + attention
     return body + head_fraction * head + 12 * config.num_hidden_layers * width * seq_len
 
 

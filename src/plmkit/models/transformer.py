@@ -11,14 +11,24 @@ from pathlib import Path
 
 import torch
 import transformers
-from transformers import AutoModelForCausalLM, AutoModelForMaskedLM, PretrainedConfig, PreTrainedModel
+from transformers import (
+    AutoModelForCausalLM,
+    AutoModelForMaskedLM,
+    AutoModelForSeq2SeqLM,
+    PretrainedConfig,
+    PreTrainedModel,
+)
 
 from plmkit.config import ModelConfig
 from plmkit.errors import CompatibilityError, ConfigError
+from plmkit.models.electra import build_electra_config
 from plmkit.paths import looks_local
 
-AUTO_CLASSES = {"masked_lm": AutoModelForMaskedLM, "causal_lm": AutoModelForCausalLM}
-ARCHS = {"bert": "masked_lm", "roberta": "masked_lm", "gpt2": "causal_lm", "llama": "causal_lm"}
+AUTO_CLASSES = {"masked_lm": AutoModelForMaskedLM, "causal_lm": AutoModelForCausalLM,
+                "electra": transformers.AutoModelForPreTraining,  # ElectraForPreTraining, the discriminator
+                "seq2seq_lm": AutoModelForSeq2SeqLM}  # T5ForConditionalGeneration
+ARCHS = {"bert": "masked_lm", "roberta": "masked_lm", "gpt2": "causal_lm", "llama": "causal_lm",
+         "electra": "electra", "t5": "seq2seq_lm"}
 """Architecture -> the model kind it is built for."""
 
 
@@ -47,6 +57,16 @@ def build_model_config(cfg: ModelConfig, tokenizer) -> PretrainedConfig:
                                         num_key_value_heads=cfg.num_heads, intermediate_size=inner,
                                         max_position_embeddings=cfg.max_position_embeddings,
                                         attention_dropout=cfg.dropout, **ids)
+    if cfg.arch == "electra":  # the discriminator; the objective builds its generator (models/electra.py)
+        return build_electra_config(cfg, tokenizer)
+    if cfg.arch == "t5":
+        # The original T5 (Raffel et al. 2020): ReLU feed-forward, tied embeddings, relative position buckets (no
+        # position table, so max_position_embeddings is unused); the decoder starts from the pad token, as in T5.
+        return transformers.T5Config(vocab_size=vocab, d_model=cfg.hidden_size, d_ff=inner,
+                                     d_kv=cfg.hidden_size // cfg.num_heads, num_layers=cfg.num_layers,
+                                     num_decoder_layers=cfg.num_layers, num_heads=cfg.num_heads,
+                                     dropout_rate=cfg.dropout, feed_forward_proj="relu", tie_word_embeddings=True,
+                                     decoder_start_token_id=tokenizer.pad_token_id, **ids)
     raise ConfigError(f"model.arch {cfg.arch!r} is not supported; choose one of {', '.join(ARCHS)}")
 
 
@@ -111,8 +131,8 @@ def build_task_model(name_or_path: str, kind: str, label_kwargs: dict, *, scratc
 
 # --- fast paths (train.attention, train.fused_kernels) ---------------------------------------------------------------
 
-ATTENTION_DROPOUT_KEYS = ("attention_probs_dropout_prob", "attn_pdrop", "attention_dropout")
-"""Where BERT/RoBERTa, GPT-2 and Llama configs keep the dropout on attention probabilities."""
+ATTENTION_DROPOUT_KEYS = ("attention_probs_dropout_prob", "attn_pdrop", "attention_dropout", "dropout_rate")
+"""Where BERT/RoBERTa, GPT-2, Llama and T5 configs keep the dropout on attention probabilities."""
 
 
 def transformers_model(module: torch.nn.Module) -> PreTrainedModel | None:

@@ -35,7 +35,7 @@ class LossOutput:
 
 class Objective(Protocol):
     model_kind: str
-    """Which model class the objective trains: masked_lm | causal_lm."""
+    """Which model class the objective trains: masked_lm | causal_lm | electra | seq2seq_lm."""
     needs: tuple[str, ...]
     """Tokenizer roles the objective cannot work without, e.g. ("mask", "sep")."""
 
@@ -49,6 +49,17 @@ class Objective(Protocol):
     def loss(self, module: nn.Module, batch: dict[str, Tensor]) -> LossOutput:
         """Summed loss of a batch; `module` is what `wrap` returned (possibly wrapped again by DDP/FSDP)."""
         ...
+
+    # Optional hooks, looked up with hasattr by api.pretrain:
+    #   raw_block_size(block_size) -> int: how many packed tokens one example reads when the objective reshapes them
+    #       (T5's span corruption reads more than the encoder input it produces).
+    #   save_extra(weights, folder, tokenizer): save what the objective trains beyond the exported model (the module
+    #       from `wrap` keeps that model under hf_model.*; `weights` is the wrapped module's full state dict) into
+    #       final/ before it is moved into place (ELECTRA's generator/).
+    # looked up by the training loop:
+    #   perplexity = False: exp(eval loss) is no perplexity (ELECTRA's weighted sum), so no eval_ppl is logged.
+    #   extra_flops_per_token(seq_len) -> float, on the module `wrap` returns: training FLOPs per token of what the
+    #       module runs beyond the exported model (ELECTRA's generator), added to the model's count for MFU.
 
 
 def example_generator(seed: int, index: int) -> torch.Generator:

@@ -5,11 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from transformers import PretrainedConfig, PreTrainedTokenizerBase
+from transformers.tokenization_utils_base import VERY_LARGE_INTEGER
 
 from plmkit.errors import CompatibilityError, ConfigError
 from plmkit.tokenization.special import SPECIAL_ROLES
 
 _ROBERTA_LIKE = ("roberta", "xlm-roberta", "camembert", "roberta-prelayernorm")
+_RELATIVE = ("t5", "mt5", "umt5")  # relative position buckets: no position table, no length limit
 _EXAMPLES = {"pad": "[PAD]", "unk": "[UNK]", "cls": "[CLS]", "bos": "<s>", "sep": "[SEP]", "eos": "</s>",
              "mask": "[MASK]"}
 
@@ -18,7 +20,8 @@ def max_positions(model_config: PretrainedConfig) -> int:
     """The longest sequence, in tokens, the model can embed.
 
     RoBERTa-style models number positions from `pad_token_id + 1`, so they hold `pad_token_id + 1` fewer
-    tokens than `max_position_embeddings`; GPT-2 uses `n_positions`; others `max_position_embeddings`.
+    tokens than `max_position_embeddings`; GPT-2 uses `n_positions`; others `max_position_embeddings`. T5 has
+    relative position buckets and no table: any length fits (transformers' "no limit", VERY_LARGE_INTEGER).
 
     Raises:
         CompatibilityError: the config names no position limit.
@@ -26,10 +29,12 @@ def max_positions(model_config: PretrainedConfig) -> int:
     model_type = getattr(model_config, "model_type", "")
     if model_type == "gpt2":
         return model_config.n_positions
+    if model_type in _RELATIVE:
+        return VERY_LARGE_INTEGER
     limit = getattr(model_config, "max_position_embeddings", None)
     if limit is None:
         raise CompatibilityError(f"cannot tell the longest sequence a {model_type or 'model'} config accepts (it has "
-                                 "no max_position_embeddings); use a bert, roberta, gpt2 or llama model")
+                                 "no max_position_embeddings); use a bert, roberta, gpt2, llama or t5 model")
     if model_type in _ROBERTA_LIKE:
         pad = model_config.pad_token_id
         return limit - (pad + 1 if pad is not None else 0)

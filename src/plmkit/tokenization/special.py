@@ -7,7 +7,7 @@ from plmkit.errors import ConfigError
 SPECIAL_ROLES = ("pad", "unk", "cls", "bos", "sep", "eos", "mask")
 """Every role a special token can play, in the order their tokens get ids when a tokenizer is trained."""
 
-ARCHES = ("bert", "roberta", "gpt2", "llama")
+ARCHES = ("bert", "roberta", "gpt2", "llama", "electra", "t5")
 
 _CAUSAL = {"bos": "<|endoftext|>", "eos": "<|endoftext|>", "unk": "<|endoftext|>", "pad": "<|pad|>"}
 _DEFAULTS = {
@@ -16,6 +16,8 @@ _DEFAULTS = {
                 "mask": "<mask>"},
     "gpt2": _CAUSAL,
     "llama": _CAUSAL,
+    "electra": {"pad": "[PAD]", "unk": "[UNK]", "cls": "[CLS]", "sep": "[SEP]", "mask": "[MASK]"},  # BERT's
+    "t5": {"pad": "<pad>", "unk": "<unk>", "eos": "</s>"},  # sentinels <extra_id_k> come from span_corruption
 }
 
 

@@ -74,8 +74,8 @@ def train_tokenizer(texts: Iterable[str], cfg: TokenizerConfig, arch: str, out_d
     wrapped = PreTrainedTokenizerFast(
         tokenizer_object=tokenizer,
         **{f"{role}_token": token for role, token in specials.items()},
-        # token_type_ids only for BERT; RoBERTa, GPT-2 and Llama have no segment embeddings to feed.
-        model_input_names=["input_ids", "token_type_ids", "attention_mask"] if arch == "bert"
+        # token_type_ids only for BERT and ELECTRA; RoBERTa, GPT-2 and Llama have no segment embeddings to feed.
+        model_input_names=["input_ids", "token_type_ids", "attention_mask"] if arch in ("bert", "electra")
         else ["input_ids", "attention_mask"],
     )
     wrapped.save_pretrained(str(out_dir))

@@ -170,6 +170,8 @@ def fit(cfg: RunConfig, model: torch.nn.Module, objective: Objective, train_set:
                                                    head_fraction=flops.head_fraction(objective))
     peak, peak_source = flops.peak_flops(acc.device, precision)
     model = objective.wrap(model)  # e.g. masked LM: the LM head runs only at predicted positions
+    if hasattr(model, "extra_flops_per_token"):  # a module that trains more than `model` (ELECTRA's generator)
+        flops_per_token += model.extra_flops_per_token(flops.mean_length(train_set))
     if tc.compile:
         model.compile()  # in place: parameter names, and so checkpoints, stay those of the eager module
     optimizer = build_optimizer(model, tc, acc.device)
@@ -220,7 +222,7 @@ def fit(cfg: RunConfig, model: torch.nn.Module, objective: Objective, train_set:
             if world > 1:
                 outputs = {k: gather_object(v) for k, v in outputs.items()}
             scores.update({f"eval_{k}": v for k, v in task_metrics(outputs).items()})
-        else:
+        elif getattr(objective, "perplexity", True):  # False where exp(loss) is none (ELECTRA's weighted sum)
             scores["eval_ppl"] = math.exp(min(loss, 50.0))
         return scores
 
@@ -320,7 +322,7 @@ def fit(cfg: RunConfig, model: torch.nn.Module, objective: Objective, train_set:
     metrics = {"train_seconds": round(time.time() - started, 2)}
     if state["initial_eval_loss"] is not None:
         metrics["initial_eval_loss"] = state["initial_eval_loss"]
-        if task_metrics is None:
+        if task_metrics is None and getattr(objective, "perplexity", True):
             metrics["initial_eval_ppl"] = math.exp(min(state["initial_eval_loss"], 50.0))
     if mfus:
         metrics["mfu"] = flops.mean_mfu(mfus)  # the mean over the logged windows

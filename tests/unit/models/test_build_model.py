@@ -5,17 +5,24 @@ from __future__ import annotations
 
 import pytest
 import torch
-from transformers import AutoModelForCausalLM, AutoModelForMaskedLM, BertModel
+from transformers import (
+    AutoModelForCausalLM,
+    AutoModelForMaskedLM,
+    AutoModelForPreTraining,
+    AutoModelForSeq2SeqLM,
+    BertModel,
+)
 
 from plmkit.config import ModelConfig
 from plmkit.errors import CompatibilityError, ConfigError
 from plmkit.models import ARCHS, build_model, build_model_config, load_pretrained_model
 from plmkit.tokenization import check_compatibility
 
-AUTO = {"masked_lm": AutoModelForMaskedLM, "causal_lm": AutoModelForCausalLM}
+AUTO = {"masked_lm": AutoModelForMaskedLM, "causal_lm": AutoModelForCausalLM, "electra": AutoModelForPreTraining,
+        "seq2seq_lm": AutoModelForSeq2SeqLM}
 CLASS_NAMES = {"bert": "BertForMaskedLM", "roberta": "RobertaForMaskedLM", "gpt2": "GPT2LMHeadModel",
-               "llama": "LlamaForCausalLM"}
-NEEDS = {"masked_lm": ("mask",), "causal_lm": ("eos",)}
+               "llama": "LlamaForCausalLM", "electra": "ElectraForPreTraining", "t5": "T5ForConditionalGeneration"}
+NEEDS = {"masked_lm": ("mask",), "causal_lm": ("eos",), "electra": ("mask",), "seq2seq_lm": ("pad", "eos")}
 
 
 def _cfg(arch: str, **kw) -> ModelConfig:
@@ -29,7 +36,8 @@ def _build(arch: str, tokenizer, **kw):
 
 
 def test_archs_cover_both_kinds():
-    assert ARCHS == {"bert": "masked_lm", "roberta": "masked_lm", "gpt2": "causal_lm", "llama": "causal_lm"}
+    assert ARCHS == {"bert": "masked_lm", "roberta": "masked_lm", "gpt2": "causal_lm", "llama": "causal_lm",
+                     "electra": "electra", "t5": "seq2seq_lm"}
 
 
 @pytest.mark.parametrize("arch", list(ARCHS))
@@ -49,7 +57,8 @@ def test_vocab_and_special_ids_come_from_the_tokenizer(arch, tokenizers_by_arch)
     model = _build(arch, tok)
     assert model.config.vocab_size == len(tok)
     assert model.get_input_embeddings().num_embeddings == len(tok)
-    assert model.get_output_embeddings().out_features == len(tok)
+    if arch != "electra":  # ELECTRA's discriminator scores each token: it has no output embedding
+        assert model.get_output_embeddings().out_features == len(tok)
     assert model.config.pad_token_id == tok.pad_token_id
     assert model.config.bos_token_id == tok.bos_token_id
     assert model.config.eos_token_id == tok.eos_token_id
@@ -62,6 +71,9 @@ def test_sizes_follow_the_model_config(arch, tokenizers_by_arch):
     c = build_model_config(_cfg(arch, hidden_size=48, num_layers=3, num_heads=4, vocab_size=512), tok)
     assert c.vocab_size == 512  # an explicit vocab_size wins over len(tokenizer)
     assert c.hidden_size == 48 and c.num_hidden_layers == 3 and c.num_attention_heads == 4
+    if arch == "t5":  # relative position buckets: no position table
+        assert c.num_decoder_layers == 3 and c.d_kv == 12 and not hasattr(c, "max_position_embeddings")
+        return
     positions = c.n_positions if arch == "gpt2" else c.max_position_embeddings
     assert positions == 64
 
@@ -113,19 +125,22 @@ def test_save_pretrained_round_trip(arch, tokenizers_by_arch, tmp_path):
     model = _build(arch, tok).eval()
     model.save_pretrained(tmp_path)
     ids = torch.randint(len(tok.all_special_ids), len(tok), (2, 16))
+    inputs = {"input_ids": ids}
+    if arch == "t5":  # an encoder-decoder also reads decoder inputs
+        inputs["decoder_input_ids"] = ids[:, :5]
     with torch.no_grad():
-        expected = model(input_ids=ids).logits
+        expected = model(**inputs).logits
 
     loaded, info = AUTO[ARCHS[arch]].from_pretrained(tmp_path, output_loading_info=True)
     assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"]
     assert type(loaded) is type(model)
     with torch.no_grad():
-        torch.testing.assert_close(loaded.eval()(input_ids=ids).logits, expected)
+        torch.testing.assert_close(loaded.eval()(**inputs).logits, expected)
 
     ours = load_pretrained_model(str(tmp_path), ARCHS[arch]).eval()
     assert type(ours) is type(model) and ours.config._attn_implementation == "sdpa"
     with torch.no_grad():
-        torch.testing.assert_close(ours(input_ids=ids).logits, expected)
+        torch.testing.assert_close(ours(**inputs).logits, expected)
     check_compatibility(tok, ours.config, block_size=32, needs=NEEDS[ARCHS[arch]])
 
 

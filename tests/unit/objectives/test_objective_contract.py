@@ -31,10 +31,13 @@ def _objective(name: str, tokenizer, seed: int = 13):
     return entry.factory(entry.config(), tokenizer, seed)
 
 
-def _examples(tokenizer, docs: list[str]) -> list[dict]:
-    """B blocks of T tokens of real text (learnable, unlike random ids), as the packer emits them."""
+def _examples(tokenizer, docs: list[str], objective=None) -> list[dict]:
+    """B blocks of real text (learnable, unlike random ids), as the packer emits them: T tokens each, or as many as
+    the objective reads to produce T input tokens (T5's span corruption reads more)."""
+    n = objective.raw_block_size(T) if hasattr(objective, "raw_block_size") else T
     ids = tokenizer("\n".join(docs), add_special_tokens=False)["input_ids"]
-    return [{"input_ids": torch.tensor(ids[i * T:(i + 1) * T], dtype=torch.long), "index": i} for i in range(B)]
+    assert len(ids) >= B * n, "the fixture text is too short"
+    return [{"input_ids": torch.tensor(ids[i * n:(i + 1) * n], dtype=torch.long), "index": i} for i in range(B)]
 
 
 def test_every_objective_has_an_architecture():
@@ -65,12 +68,18 @@ def test_build_objective_from_config_and_tokenizer_fits(name, arch, tokenizers_b
 @pytest.mark.parametrize(("name", "arch"), CASES)
 def test_collate_shapes_dtypes_and_determinism(name, arch, tokenizers_by_arch, tiny_docs):
     tok = tokenizers_by_arch[arch]
-    examples = _examples(tok, tiny_docs)
-    batch = _objective(name, tok).collate(examples)
+    obj = _objective(name, tok)
+    examples = _examples(tok, tiny_docs, obj)
+    batch = obj.collate(examples)
     assert {"input_ids", "labels"} <= set(batch)
     for key, value in batch.items():
         assert value.dtype == torch.int64, key
-        assert value.shape == (B, T), key
+        if obj.model_kind == "seq2seq_lm" and key.startswith(("labels", "decoder")):
+            assert value.shape[0] == B, key  # targets have their own, fixed length
+        else:
+            assert value.shape == (B, T), key
+    if obj.model_kind == "seq2seq_lm":  # every batch the same shape: fixed-size targets too
+        assert batch["labels"].shape == obj.collate(_examples(tok, tiny_docs[::-1], obj)).get("labels").shape
     assert (batch["labels"] != -100).any()
     again = _objective(name, tok).collate(examples)
     assert batch.keys() == again.keys() and all(torch.equal(batch[k], again[k]) for k in batch)
@@ -81,16 +90,20 @@ def test_loss_is_finite_and_backward_fills_every_grad(name, arch, tokenizers_by_
     tok = tokenizers_by_arch[arch]
     obj = _objective(name, tok)
     model = _tiny_model(arch, tok, obj.model_kind).train()
-    out = obj.loss(obj.wrap(model), obj.collate(_examples(tok, tiny_docs)))
+    module = obj.wrap(model)  # trains what the loop trains (ELECTRA: the generator too)
+    out = obj.loss(module, obj.collate(_examples(tok, tiny_docs, obj)))
     assert out.loss_sum.ndim == 0 and out.loss_sum.requires_grad
     assert torch.isfinite(out.loss_sum)
     assert out.num_targets.ndim == 0 and not out.num_targets.is_floating_point() and out.num_targets > 0
     per_target = (out.loss_sum / out.num_targets).item()
-    assert 0.5 < per_target / torch.log(torch.tensor(float(len(tok)))).item() < 1.5  # ~ln(V) at init
+    expected = torch.log(torch.tensor(float(len(tok)))).item()  # ~ln(V) at init
+    if name == "electra":  # plus disc_weight x the discriminator's binary cross-entropy at p = 1/2, ln 2
+        expected += obj.cfg.disc_weight * torch.log(torch.tensor(2.0)).item()
+    assert 0.5 < per_target / expected < 1.5
     out.loss_sum.backward()
-    missing = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    missing = [n for n, p in module.named_parameters() if p.requires_grad and p.grad is None]
     assert not missing
-    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.requires_grad)
+    assert all(torch.isfinite(p.grad).all() for p in module.parameters() if p.requires_grad)
 
 
 @pytest.mark.parametrize(("name", "arch"), CASES)
@@ -98,8 +111,8 @@ def test_overfits_one_repeated_batch(name, arch, tokenizers_by_arch, tiny_docs):
     tok = tokenizers_by_arch[arch]
     obj = _objective(name, tok)
     model = _tiny_model(arch, tok, obj.model_kind).train()
-    batch = obj.collate(_examples(tok, tiny_docs))
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    batch = obj.collate(_examples(tok, tiny_docs, obj))
+    opt = torch.optim.AdamW(obj.wrap(model).parameters(), lr=3e-3)  # wrap() returns the same module each time
     losses = []
     for _ in range(30):
         out = obj.loss(obj.wrap(model), batch)
@@ -114,7 +127,16 @@ def test_overfits_one_repeated_batch(name, arch, tokenizers_by_arch, tiny_docs):
     assert final <= 0.7 * losses[0], (losses[0], final)
 
 
-@pytest.mark.parametrize("arch", list(OBJECTIVE_FOR_ARCH))
+def _token_outputs(model, **inputs) -> torch.Tensor:
+    """Per-token outputs to compare: the logits, or for ELECTRA's discriminator (one near-zero score per token at
+    initialisation) its last hidden states."""
+    if model.config.model_type == "electra":
+        return model.electra(**inputs).last_hidden_state
+    return model(**inputs).logits
+
+
+@pytest.mark.parametrize("arch", [a for a, name in OBJECTIVE_FOR_ARCH.items()
+                                  if objectives.get(name).factory.model_kind != "seq2seq_lm"])
 def test_doc_attention_isolates_documents(arch, tokenizers_by_arch):
     """Two documents packed in one block: with segment_ids the second one's logits differ from full attention and
     do not change when the first document's tokens do; the first one's equal running it alone."""
@@ -133,11 +155,11 @@ def test_doc_attention_isolates_documents(arch, tokenizers_by_arch):
     changed[:, :half] = torch.randint(len(tok.all_special_ids) + 5, len(tok), (2, half), generator=g)
     assert not torch.equal(changed[:, :half], batch["input_ids"][:, :half])
     with torch.no_grad():
-        full = model(input_ids=batch["input_ids"]).logits  # (2, T, V)
-        per_doc = model(input_ids=batch["input_ids"], attention_mask=mask).logits
-        per_doc_changed = model(input_ids=changed, attention_mask=mask).logits
-        full_changed = model(input_ids=changed).logits
-        first_alone = model(input_ids=batch["input_ids"][:, :half]).logits
+        full = _token_outputs(model, input_ids=batch["input_ids"])  # (2, T, V)
+        per_doc = _token_outputs(model, input_ids=batch["input_ids"], attention_mask=mask)
+        per_doc_changed = _token_outputs(model, input_ids=changed, attention_mask=mask)
+        full_changed = _token_outputs(model, input_ids=changed)
+        first_alone = _token_outputs(model, input_ids=batch["input_ids"][:, :half])
 
     assert (full[:, half:] - per_doc[:, half:]).abs().max() > 1e-4  # the mask is honoured
     assert (full_changed[:, half:] - full[:, half:]).abs().max() > 1e-4  # without it, doc 1 leaks into doc 2

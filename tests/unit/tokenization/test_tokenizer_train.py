@@ -120,9 +120,9 @@ def test_unknown_role_is_a_config_error(tiny_docs, tmp_path):
 
 def test_bad_arch_algorithm_and_vocab_are_config_errors(tiny_docs, tmp_path):
     with pytest.raises(ConfigError, match="model.arch"):
-        default_special_tokens("t5")
+        default_special_tokens("xlnet")
     with pytest.raises(ConfigError, match="model.arch"):
-        train_tokenizer(tiny_docs, _cfg(), "t5", tmp_path)
+        train_tokenizer(tiny_docs, _cfg(), "xlnet", tmp_path)
     cfg = _cfg()
     cfg.train.algorithm = "sentencepiece"
     with pytest.raises(ConfigError, match="tokenizer.train.algorithm"):
