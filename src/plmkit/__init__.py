@@ -7,11 +7,13 @@
 from plmkit.config import load_config
 
 __version__ = "0.1.0"
-__all__ = ["load_config", "prepare_data", "pretrain", "quickstart", "train_tokenizer_for"]
+__all__ = ["contrast_embeddings", "embedding_neighbors", "load_config", "prepare_data", "pretrain", "quickstart",
+           "train_embeddings", "train_tokenizer_for"]
 
 
 def __getattr__(name: str):  # the API imports torch and transformers: load it only when asked for
-    if name in ("pretrain", "prepare_data", "train_tokenizer_for"):
+    if name in ("pretrain", "prepare_data", "train_tokenizer_for", "train_embeddings", "embedding_neighbors",
+                "contrast_embeddings"):
         from plmkit import api
 
         return getattr(api, name)

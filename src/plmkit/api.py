@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import random
 import shutil
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -34,6 +34,8 @@ RUN_ARTIFACTS = ("metrics.jsonl", "checkpoints", "final")
 """A folder holding any of these holds a run: pretrain refuses it unless told to resume or overwrite."""
 WRITTEN = RUN_ARTIFACTS + ("config.yaml", "loss.png", "results.json", "data_report.json", "tokenizer", "tensorboard")
 """Everything a run writes; --overwrite deletes these (and nothing else) before starting again."""
+CLS_KINDS = ("masked_lm", "electra")
+"""Model kinds whose training blocks start with the cls token (encoders)."""
 
 
 @dataclass
@@ -85,7 +87,8 @@ def resolve_tokenizer(cfg: RunConfig, *, show_progress: bool = True):
 def prepare_data(cfg: RunConfig, *, show_progress: bool = True):
     """`plm data prepare`: tokenize the corpus once into cached, memory-mapped shards; returns PreparedData."""
     tokenizer = resolve_tokenizer(cfg, show_progress=show_progress)
-    data = prepare_shards(cfg.data, tokenizer, cfg.run.seed, show_progress=show_progress)
+    data = prepare_shards(cfg.data, tokenizer, cfg.run.seed, show_progress=show_progress,
+                          whole_words=getattr(cfg.objective, "whole_word", False))  # data.segmenter auto
     stderr.print(f"shards in {data.path}: {json.dumps(data.report.to_dict())}")
     return data
 
@@ -104,10 +107,11 @@ def pretrain(cfg: RunConfig, *, resume: bool = False, overwrite: bool = False,
     run_dir, accelerator = _open_run(cfg, resume=resume, overwrite=overwrite)
     with accelerator.main_process_first():  # the main process trains the tokenizer and writes shards; others reuse them
         tokenizer = resolve_tokenizer(cfg, show_progress=show_progress)
+        objective = build_objective(cfg.objective, tokenizer, cfg.run.seed)  # may add tokens (T5's sentinels)
         if accelerator.is_main_process and not (run_dir / "tokenizer" / "tokenizer.json").is_file():
             tokenizer.save_pretrained(run_dir / "tokenizer")
-        data = prepare_shards(cfg.data, tokenizer, cfg.run.seed, show_progress=show_progress)
-    objective = build_objective(cfg.objective, tokenizer, cfg.run.seed)
+        data = prepare_shards(cfg.data, tokenizer, cfg.run.seed, show_progress=show_progress,
+                              whole_words=getattr(cfg.objective, "whole_word", False))  # data.segmenter auto
     if cfg.init.from_:
         model = load_pretrained_model(cfg.init.from_, kind)
     else:
@@ -117,8 +121,11 @@ def pretrain(cfg: RunConfig, *, resume: bool = False, overwrite: bool = False,
                            f"{cfg.model.arch!r}; set model.arch to one of {', '.join(fits)}")
         model = build_model(cfg.model, tokenizer, kind)
     check_compatibility(tokenizer, model.config, block_size=cfg.data.block_size, needs=objective.needs)
-    cls_id = tokenizer.cls_token_id if kind == "masked_lm" else None
-    blocks = {split: data.dataset(split, cfg.data.block_size, cls_id=cls_id, with_segments=cfg.data.doc_attention)
+    cls_id = tokenizer.cls_token_id if kind in CLS_KINDS else None
+    # An objective that reshapes blocks (T5's span corruption shortens them) says how many raw tokens it reads.
+    block_size = objective.raw_block_size(cfg.data.block_size) if hasattr(objective, "raw_block_size") \
+        else cfg.data.block_size
+    blocks = {split: data.dataset(split, block_size, cls_id=cls_id, with_segments=cfg.data.doc_attention)
               for split in ("train", "validation")}
     if accelerator.is_main_process:
         (run_dir / "data_report.json").write_text(json.dumps(data.report.to_dict(), indent=1))
@@ -130,10 +137,15 @@ def pretrain(cfg: RunConfig, *, resume: bool = False, overwrite: bool = False,
                  accelerator=accelerator, show_progress=show_progress)
     metrics = {"steps": result.steps, "tokens_seen": result.tokens_seen, **result.metrics}
     weights = accelerator.get_state_dict(result.model)  # every process takes part: FSDP/DeepSpeed gather here
-    weights = {k.removeprefix("hf_model."): v for k, v in weights.items()}  # objective.wrap's prefix
+    # objective.wrap keeps the exported model's parameters under hf_model.*; an objective that trains more than that
+    # model (ELECTRA's generator) saves the rest itself, into final/ before it is moved into place.
+    save_extra = getattr(objective, "save_extra", None)
+    extra = (lambda folder: save_extra(weights, folder, tokenizer)) if save_extra else None
+    model_weights = {k.removeprefix("hf_model."): v for k, v in weights.items()
+                     if save_extra is None or k.startswith("hf_model.")}
     if accelerator.is_main_process:
         model_card = render_model_card(cfg, data.report.to_dict(), metrics, kind)
-        export_final(model, tokenizer, run_dir, model_card, weights)
+        export_final(model, tokenizer, run_dir, model_card, model_weights, extra=extra)
         (run_dir / "results.json").write_text(json.dumps(metrics, indent=1))
     accelerator.wait_for_everyone()
     accelerator.end_training()  # closes trackers and, under torchrun, the process group
@@ -166,10 +178,12 @@ def _claim_run_dir(run_dir: Path, *, resume: bool, overwrite: bool) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
 
 
-def export_final(model, tokenizer, run_dir: Path, model_card: str, state_dict: dict | None = None) -> Path:
+def export_final(model, tokenizer, run_dir: Path, model_card: str, state_dict: dict | None = None,
+                 extra: Callable[[Path], None] | None = None) -> Path:
     """Write final/ atomically: save_pretrained (safetensors, unwrapped) + tokenizer + model card README.md.
 
-    `state_dict` is the full set of weights when the model was sharded (accelerator.get_state_dict)."""
+    `state_dict` is the full set of weights when the model was sharded (accelerator.get_state_dict); `extra(folder)`
+    writes more into final/ before it is moved into place (ELECTRA's generator/)."""
     from accelerate.utils import extract_model_from_parallel
     from transformers.utils import logging as hf_logging
 
@@ -181,6 +195,8 @@ def export_final(model, tokenizer, run_dir: Path, model_card: str, state_dict: d
     tokenizer.model_max_length = max_positions(model.config)
     tokenizer.save_pretrained(tmp)
     (tmp / "README.md").write_text(model_card, encoding="utf-8")
+    if extra is not None:
+        extra(tmp)
     if final.exists():
         shutil.rmtree(final)
     os.replace(tmp, final)
@@ -189,8 +205,10 @@ def export_final(model, tokenizer, run_dir: Path, model_card: str, state_dict: d
 
 def render_model_card(cfg: RunConfig, report: dict, metrics: dict, kind: str) -> str:
     """A Hugging Face model card: data, tokenizer, objective, steps, tokens and final metrics."""
-    task = {"masked_lm": "fill-mask", "causal_lm": "text-generation"}[kind]
-    auto = {"masked_lm": "AutoModelForMaskedLM", "causal_lm": "AutoModelForCausalLM"}[kind]
+    task = {"masked_lm": "fill-mask", "causal_lm": "text-generation", "electra": "feature-extraction",
+            "seq2seq_lm": "text2text-generation"}[kind]
+    auto = {"masked_lm": "AutoModelForMaskedLM", "causal_lm": "AutoModelForCausalLM",
+            "electra": "AutoModelForPreTraining", "seq2seq_lm": "AutoModelForSeq2SeqLM"}[kind]
     source = cfg.data.hf_dataset or ", ".join(cfg.data.paths)
     tokenizer = cfg.tokenizer.pretrained or cfg.init.from_ or (
         f"{cfg.tokenizer.train.algorithm}, trained on the same data, vocabulary {cfg.tokenizer.train.vocab_size}")
@@ -212,14 +230,17 @@ def render_model_card(cfg: RunConfig, report: dict, metrics: dict, kind: str) ->
     for key in ("initial_eval_loss", "eval_loss", "eval_ppl"):
         if metrics.get(key) is not None:
             lines.append(f"| {key.replace('_', ' ')} | {metrics[key]:.4f} |")
-    if metrics.get("initial_eval_loss") is not None:
-        lines.append(f"| eval perplexity before training | {math.exp(min(metrics['initial_eval_loss'], 50)):.1f} |")
+    if metrics.get("initial_eval_ppl") is not None:  # none where exp(loss) is no perplexity (ELECTRA)
+        lines.append(f"| eval perplexity before training | {metrics['initial_eval_ppl']:.1f} |")
     lines += ["", "## Use", "", "```python",
               f"from transformers import {auto}, AutoTokenizer, pipeline",
               'model_dir = "path/to/final"',
               f"model = {auto}.from_pretrained(model_dir)",
               "tokenizer = AutoTokenizer.from_pretrained(model_dir)",
-              f'pipe = pipeline("{task}", model=model_dir)', "```", ""]
+              f'pipe = pipeline("{task}", model=model_dir)' if kind != "seq2seq_lm" else  # no such pipeline in v5
+              'ids = tokenizer("The <extra_id_0> sat on <extra_id_1> mat.", return_tensors="pt").input_ids\n'
+              "print(tokenizer.decode(model.generate(ids, max_new_tokens=20)[0]))  # fills the sentinels",
+              "```", ""]
     return "\n".join(lines)
 
 
@@ -480,3 +501,43 @@ def estimate(model: str, *, tokens: str | float | None = None, hardware: str = "
     return planning.estimate(model, tokens=tokens, hardware=hardware, devices=devices, mfu=mfu, mfu_source=source,
                              seq_len=seq_len, micro_batch=micro_batch, price=price,
                              pue=planning.DEFAULT_PUE if pue is None else pue)
+
+
+# --- static embeddings --------------------------------------------------------------------------------------------
+
+
+def train_embeddings(cfg, *, overwrite: bool = False, show_progress: bool = True) -> RunResult:
+    """`plm embeddings train`: Word2Vec (gensim) or GloVe (plmkit.embeddings.glove) on the training documents of
+    cfg.data, read and cleaned as `plm pretrain` reads them; OUT/vectors.txt is in word2vec text format.
+
+    Args:
+        cfg: an EmbeddingsConfig (plmkit.embeddings.load_embeddings_config).
+        overwrite: replace the vectors of an earlier run in run.output_dir.
+    """
+    from plmkit.embeddings.train import train_embeddings as train
+
+    out, results = train(cfg, overwrite=overwrite, show_progress=show_progress)
+    return RunResult(output_dir=out, metrics=results)
+
+
+def embedding_neighbors(vectors_dir: str | Path, word: str, k: int = 10) -> dict:
+    """`plm embeddings neighbors`: the k nearest words to `word` by cosine similarity of their static vectors."""
+    from plmkit.embeddings.vectors import neighbors
+
+    return neighbors(vectors_dir, word, k=k)
+
+
+def contrast_embeddings(model_dir: str | Path, vectors_dir: str | Path, word: str = "bank",
+                        contexts: list[str] | None = None, *, senses: list[str] | None = None, layer: int = -1,
+                        out: str | Path | None = None) -> dict:
+    """`plm embeddings contrast`: `word` in several contexts, as one static vector and as the contextual vectors
+    of a transformer (model_dir); cosine similarities, and a 2-D plot at `out` (PNG).
+
+    Args:
+        contexts: sentences that each hold `word`; None: plmkit.embeddings.contrast.DEFAULT_CONTEXTS ("bank").
+        senses: a label per context (e.g. river, money) for within- and across-sense similarities.
+        layer: the hidden layer read (-1: the last; 0: the input embeddings).
+    """
+    from plmkit.embeddings.contrast import contrast
+
+    return contrast(model_dir, vectors_dir, word, contexts, senses=senses, layer=layer, out=out)

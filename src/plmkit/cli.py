@@ -22,6 +22,8 @@ data_app = typer.Typer(no_args_is_help=True, help="Data stage only.")
 app.add_typer(config_app, name="config")
 app.add_typer(tokenizer_app, name="tokenizer")
 app.add_typer(data_app, name="data")
+embeddings_app = typer.Typer(no_args_is_help=True, help="Static word embeddings (Word2Vec, GloVe): the context-free baseline.")
+app.add_typer(embeddings_app, name="embeddings")
 
 ConfigArg = Annotated[Path, typer.Argument(help="A run config YAML (see configs/).")]
 SetOpt = Annotated[list[str] | None, typer.Option("--set", help="Override a key: --set train.lr=1e-3 (repeatable).")]
@@ -165,6 +167,8 @@ def compare(
     min_steps: Annotated[int, typer.Option(help="Optimizer updates per run at least (more epochs).")] = 100,
     keep_models: Annotated[bool, typer.Option(help="Keep each run's final/ (default: scores only).")] = False,
     overwrite: Annotated[bool, typer.Option(help="Run everything again (no reuse of finished runs).")] = False,
+    static_vectors: Annotated[Path | None, typer.Option(help="A `plm embeddings train` folder: adds a static row, "
+                                                        "a classifier over those word vectors.")] = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Fine-tune from the pre-trained model and from scratch at several labeled-set sizes: transfer gain."""
@@ -174,7 +178,7 @@ def compare(
                           epochs=epochs)
     emit(run_compare(cfg, sizes=_numbers(sizes, "--sizes"), min_steps=min_steps, out=out, overwrite=overwrite,
                      seeds=int(seeds) if seeds.strip().isdigit() else _numbers(seeds, "--seeds"),
-                     keep_models=keep_models, show_progress=not quiet))
+                     keep_models=keep_models, show_progress=not quiet, static_vectors=static_vectors))
 
 
 def _numbers(text: str, flag: str) -> list[int]:
@@ -276,6 +280,13 @@ def config_show(config: Annotated[Path | None, typer.Argument(help="A run config
         for key, type_, default, text in field_docs():
             typer.echo(f"{key} ({type_}, default {default!r}): {text}")
         return
+    from plmkit.embeddings import is_embeddings_config
+
+    if config is not None and is_embeddings_config(config):  # a `plm embeddings train` config
+        from plmkit.embeddings.config import embeddings_to_yaml, load_embeddings_config
+
+        typer.echo(embeddings_to_yaml(load_embeddings_config(config, set_)), nl=False)
+        return
     typer.echo(to_yaml(load_config(config, set_)), nl=False)
 
 
@@ -283,10 +294,11 @@ def config_show(config: Annotated[Path | None, typer.Argument(help="A run config
 def config_check(folder: Annotated[Path, typer.Argument(help="Folder of YAML configs.")]) -> None:
     """Load and validate every YAML config under a folder."""
     from plmkit.config import load_config
+    from plmkit.embeddings import is_embeddings_config, load_embeddings_config
 
     paths = sorted(folder.rglob("*.yaml"))
     for path in paths:
-        load_config(path)
+        load_embeddings_config(path) if is_embeddings_config(path) else load_config(path)
         typer.echo(f"ok  {path}", err=True)
     emit({"checked": len(paths)})
 
@@ -300,9 +312,60 @@ def list_(what: Annotated[str, typer.Argument(help="objectives | tasks")] = "obj
     registries = {"objectives": objectives, "tasks": tasks}
     if what not in registries:
         raise typer.BadParameter(f"choose one of: {', '.join(registries)}")
+    width = max((len(entry.name) for entry in registries[what]), default=0)
     for entry in registries[what]:
         lr = getattr(entry.factory, "default_lr", None)
-        typer.echo(f"{entry.name:12s} {entry.doc}" + (f" (default train.lr {lr:g})" if lr else ""))
+        typer.echo(f"{entry.name:{width}s}  {entry.doc}" + (f" (default train.lr {lr:g})" if lr else ""))
+
+
+@embeddings_app.command("train")
+def embeddings_train(
+    config: Annotated[Path, typer.Argument(help="An embeddings config YAML (configs/embeddings/).")],
+    method: Annotated[str | None, typer.Option(help="word2vec | glove (embeddings.method).")] = None,
+    out: Annotated[str | None, typer.Option(help="Output folder (run.output_dir): OUT/vectors.txt.")] = None,
+    set_: SetOpt = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace the vectors of an earlier run in OUT.")] = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Train Word2Vec or GloVe vectors on the config's corpus; OUT/vectors.txt is in word2vec text format."""
+    from plmkit import api
+    from plmkit.embeddings import load_embeddings_config
+
+    shortcuts = {"embeddings.method": method, "run.output_dir": out}
+    cfg = load_embeddings_config(config, [f"{k}={v}" for k, v in shortcuts.items() if v is not None] + (set_ or []))
+    result = api.train_embeddings(cfg, overwrite=overwrite, show_progress=not quiet)
+    emit({k: v for k, v in result.metrics.items() if k != "corpus"})
+
+
+@embeddings_app.command("neighbors")
+def embeddings_neighbors(
+    vectors: Annotated[Path, typer.Argument(help="The OUT folder of `plm embeddings train` (or a vectors.txt).")],
+    word: Annotated[str, typer.Argument(help="The query word.")],
+    k: Annotated[int, typer.Option("--k", help="How many neighbours.")] = 10,
+) -> None:
+    """The nearest words to WORD by cosine similarity of the static vectors."""
+    from plmkit import api
+
+    emit(api.embedding_neighbors(vectors, word, k=k))
+
+
+@embeddings_app.command("contrast")
+def embeddings_contrast(
+    model: Annotated[str, typer.Option(help="A transformer folder (e.g. RUN/final) or hub id.")],
+    vectors: Annotated[Path, typer.Option(help="The OUT folder of `plm embeddings train`.")],
+    word: Annotated[str, typer.Option(help="The word to follow across contexts.")] = "bank",
+    context: Annotated[list[str] | None, typer.Option("--context", help="A sentence holding WORD (repeatable; "
+                                                      "default: river and money sentences for 'bank').")] = None,
+    sense: Annotated[list[str] | None, typer.Option("--sense", help="A label per --context (repeatable), for "
+                                                    "within- and across-sense similarities.")] = None,
+    layer: Annotated[int, typer.Option(help="Hidden layer of the transformer (-1: the last).")] = -1,
+    out: Annotated[Path | None, typer.Option(help="The plot (default: VECTORS/contrast-WORD.png).")] = None,
+) -> None:
+    """WORD in several contexts: one static vector, against the transformer's contextual vectors (cosines, a plot)."""
+    from plmkit import api
+
+    png = out or (vectors if vectors.is_dir() else vectors.parent) / f"contrast-{word}.png"
+    emit(api.contrast_embeddings(model, vectors, word, context, senses=sense, layer=layer, out=png))
 
 
 def main() -> None:

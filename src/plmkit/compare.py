@@ -36,14 +36,25 @@ def _finetune_arm(scratch: bool) -> Arm:
 
 ARMS: dict[str, Arm] = {"pretrained": _finetune_arm(scratch=False), "scratch": _finetune_arm(scratch=True)}
 """Starting points compared at every size and seed: init.from's weights, and the same architecture with random
-weights. Another arm (a classifier over static word vectors) is one more entry."""
+weights. The third, STATIC (a classifier over static word vectors), joins them when compare() is given
+static_vectors."""
+STATIC = "static"
+"""The arm added by compare(static_vectors=DIR): a classifier over Word2Vec / GloVe vectors."""
+
+
+def _static_arm(cfg: RunConfig, size: int) -> dict:
+    """A linear classifier over the static vectors in init.from (compare sets it to static_vectors for this arm,
+    so a run's saved config names the vectors it used)."""
+    from plmkit.embeddings.classify import train_static_classifier
+
+    return train_static_classifier(cfg, cfg.init.from_, train_limit=size)
 DEFAULT_SIZES = (250, 1000, 8000)
 
 
 def compare(cfg: RunConfig, *, sizes: Sequence[int] = DEFAULT_SIZES, seeds: int | Sequence[int] = 3,
             arms: Sequence[str] = ("pretrained", "scratch"), min_steps: int = 100,
             out: str | Path | None = None, overwrite: bool = False, keep_models: bool = False,
-            show_progress: bool = True) -> dict:
+            show_progress: bool = True, static_vectors: str | Path | None = None) -> dict:
     """Fine-tune every arm at every labeled-set size with every seed; write OUT/runs.jsonl, compare.md,
     compare.json and compare.png; return the aggregated table.
 
@@ -58,12 +69,18 @@ def compare(cfg: RunConfig, *, sizes: Sequence[int] = DEFAULT_SIZES, seeds: int 
             OUT/<arm>/n<size>-s<seed>/.
         overwrite: run everything again instead of reusing finished runs with the same settings.
         keep_models: keep each run's final/ (by default only scores, metrics.jsonl and curves are kept).
+        static_vectors: the folder of `plm embeddings train` (vectors.txt): adds the arm "static", a classifier
+            over those vectors trained on the same subsets (classification and multilabel tasks).
     """
     from plmkit.tasks import tasks
 
-    unknown = [a for a in arms if a not in ARMS]
+    known = {**ARMS, STATIC: _static_arm} if static_vectors is not None else ARMS
+    if static_vectors is not None and STATIC not in arms:
+        arms = (*arms, STATIC)
+    unknown = [a for a in arms if a not in known]
     if unknown or not arms:
-        raise PlmError(f"unknown arm(s) {unknown}; choose from: {', '.join(ARMS)}")
+        hint = " (static: pass static_vectors / --static-vectors DIR)" if STATIC in unknown else ""
+        raise PlmError(f"unknown arm(s) {unknown}; choose from: {', '.join(known)}{hint}")
     if len(set(arms)) < len(arms):
         raise PlmError(f"arms must not repeat; got {list(arms)}")
     if not sizes or any(int(s) < 1 for s in sizes):
@@ -76,6 +93,8 @@ def compare(cfg: RunConfig, *, sizes: Sequence[int] = DEFAULT_SIZES, seeds: int 
     from plmkit.api import check_finetune_config
 
     check_finetune_config(cfg)
+    if static_vectors is not None:
+        _check_static(cfg, static_vectors)
     out = Path(out) if out is not None else Path(str(cfg.run.output_dir).rstrip("/") + "-compare")
     metric = cfg.eval.select_best_by or tasks.get(cfg.task.name).factory.main_metric  # as api.finetune does
     key = "best_" + (metric if metric.startswith("eval_") else f"eval_{metric}")
@@ -94,8 +113,11 @@ def compare(cfg: RunConfig, *, sizes: Sequence[int] = DEFAULT_SIZES, seeds: int 
         bar = progress.add_task("runs", total=len(plan))
         for arm, size, seed in plan:
             run_cfg = run_config(cfg, arm, size, seed, min_steps, out)
+            if arm == STATIC:
+                run_cfg.init.from_ = str(static_vectors)
             row = {"arm": arm, "size": size, "seed": seed, "epochs": run_cfg.train.epochs, "metric": metric,
-                   **_run_one(run_cfg, arm, size, key, overwrite=overwrite, keep_models=keep_models)}
+                   **_run_one(run_cfg, arm, size, key, overwrite=overwrite, keep_models=keep_models,
+                             train=known[arm])}
             rows.append(row)
             with (out / "runs.jsonl").open("a", encoding="utf-8") as f:
                 f.write(json.dumps(row) + "\n")
@@ -109,6 +131,7 @@ def compare(cfg: RunConfig, *, sizes: Sequence[int] = DEFAULT_SIZES, seeds: int 
                "min_steps": min_steps, "available": available, "sizes_requested": [int(s) for s in sizes],
                "capped": {str(s): available for s in capped}, "table": aggregate(rows, arms, epochs),
                "runs": len(rows), "reused": sum(r["reused"] for r in rows),
+               "static_vectors": None if static_vectors is None else str(static_vectors),
                "wall_seconds": round(time.time() - started, 1)}
     (out / "compare.json").write_text(json.dumps(summary, indent=1))
     (out / "compare.md").write_text(render_markdown(summary), encoding="utf-8")
@@ -116,6 +139,20 @@ def compare(cfg: RunConfig, *, sizes: Sequence[int] = DEFAULT_SIZES, seeds: int 
     stderr.print(render_markdown(summary, header=False) + f"in {out}: compare.md, compare.json, compare.png",
                  soft_wrap=True)
     return summary
+
+
+def _check_static(cfg: RunConfig, static_vectors: str | Path) -> None:
+    """Fail before any run: the static arm needs a classification task and a folder holding vectors.txt."""
+    from plmkit.embeddings.classify import TASKS
+    from plmkit.embeddings.vectors import VECTORS
+
+    if cfg.task.name not in TASKS:
+        raise PlmError(f"--static-vectors: the static-embedding classifier handles {' and '.join(TASKS)} tasks, "
+                       f"not {cfg.task.name!r}; leave --static-vectors out for NER")
+    folder = Path(static_vectors)
+    if not (folder / VECTORS).is_file():
+        raise PlmError(f"--static-vectors {folder}: no {VECTORS} there; give the --out folder of "
+                       "`plm embeddings train`")
 
 
 def count_training_examples(cfg: RunConfig) -> int:
@@ -162,7 +199,7 @@ def run_config(cfg: RunConfig, arm: str, size: int, seed: int, min_steps: int, o
 
 
 def _run_one(run_cfg: RunConfig, arm: str, size: int, key: str, *, overwrite: bool,
-             keep_models: bool) -> dict:
+             keep_models: bool, train: Arm | None = None) -> dict:
     """Train one run, or reuse a finished one (results.json) whose saved config is this one."""
     run_dir = Path(run_cfg.run.output_dir)
     saved, results = run_dir / "config.yaml", run_dir / "results.json"
@@ -171,7 +208,7 @@ def _run_one(run_cfg: RunConfig, arm: str, size: int, key: str, *, overwrite: bo
     if results.is_file() and not (reused or overwrite):
         stderr.print(f"[yellow]{run_dir} holds a run with other settings: running it again")
     started = time.time()
-    metrics = json.loads(results.read_text()) if reused else ARMS[arm](run_cfg, size)
+    metrics = json.loads(results.read_text()) if reused else (train or ARMS[arm])(run_cfg, size)
     if key not in metrics:
         raise PlmError(f"{run_dir}: the run reports no {key}; was it ever evaluated? (eval.per_epoch, "
                        "train.eval_every, eval.select_best_by)")
@@ -213,6 +250,9 @@ def render_markdown(summary: dict, header: bool = True) -> str:
                    "run."), ""]
         if metric.removeprefix("eval_") == "loss":
             lines += ["Lower is better: a negative gain favours the pre-trained model.", ""]
+        if summary.get("static_vectors"):
+            lines += [(f"`static`: a linear classifier over the mean and max of the static word vectors in "
+                       f"`{summary['static_vectors']}` (no transformer), trained on the same examples."), ""]
     columns = ["labeled examples", "epochs", *arms] + (["gain (pretrained - scratch)"] if gain else [])
     lines += ["| " + " | ".join(columns) + " |", "|" + "---:|" * len(columns)]
     for row in summary["table"]:
