@@ -87,6 +87,7 @@ def resolve_tokenizer(cfg: RunConfig, *, show_progress: bool = True):
 def prepare_data(cfg: RunConfig, *, show_progress: bool = True):
     """`plm data prepare`: tokenize the corpus once into cached, memory-mapped shards; returns PreparedData."""
     tokenizer = resolve_tokenizer(cfg, show_progress=show_progress)
+    build_objective(cfg.objective, tokenizer, cfg.run.seed)  # the tokens it adds (T5's sentinels) key the cache too
     data = prepare_shards(cfg.data, tokenizer, cfg.run.seed, show_progress=show_progress,
                           whole_words=getattr(cfg.objective, "whole_word", False))  # data.segmenter auto
     stderr.print(f"shards in {data.path}: {json.dumps(data.report.to_dict())}")
@@ -108,7 +109,7 @@ def pretrain(cfg: RunConfig, *, resume: bool = False, overwrite: bool = False,
     with accelerator.main_process_first():  # the main process trains the tokenizer and writes shards; others reuse them
         tokenizer = resolve_tokenizer(cfg, show_progress=show_progress)
         objective = build_objective(cfg.objective, tokenizer, cfg.run.seed)  # may add tokens (T5's sentinels)
-        if accelerator.is_main_process and not (run_dir / "tokenizer" / "tokenizer.json").is_file():
+        if accelerator.is_main_process:  # the run's tokenizer, with what the objective added
             tokenizer.save_pretrained(run_dir / "tokenizer")
         data = prepare_shards(cfg.data, tokenizer, cfg.run.seed, show_progress=show_progress,
                               whole_words=getattr(cfg.objective, "whole_word", False))  # data.segmenter auto
