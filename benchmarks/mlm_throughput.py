@@ -223,22 +223,11 @@ def read_documents(data: Path | None, min_chars: int, needed_chars: int) -> tupl
     return docs, source
 
 
-def run_trainer(docs: list[str], tokenizer_dir: str, args, out: Path) -> dict:
-    """(a) transformers' Trainer as run_mlm.py uses it: tokenize, group_texts into 128-token blocks,
-    DataCollatorForLanguageModeling(mlm_probability=0.15), AutoModelForMaskedLM from a BertConfig."""
+def run_mlm_blocks(docs: list[str], tokenizer):
+    """run_mlm.py's data: the documents tokenized with special tokens and `group_texts` into 128-token blocks."""
     import datasets
-    import torch
-    from transformers import (
-        AutoModelForMaskedLM,
-        AutoTokenizer,
-        BertConfig,
-        DataCollatorForLanguageModeling,
-        Trainer,
-        TrainingArguments,
-    )
 
     datasets.disable_progress_bars()
-    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
     raw = datasets.Dataset.from_dict({"text": docs})
     tokenized = raw.map(lambda batch: tokenizer(batch["text"], return_special_tokens_mask=True), batched=True,
                         remove_columns=["text"])
@@ -248,13 +237,28 @@ def run_trainer(docs: list[str], tokenizer_dir: str, args, out: Path) -> dict:
         total = len(concatenated["input_ids"]) // BLOCK * BLOCK
         return {k: [t[i:i + BLOCK] for i in range(0, total, BLOCK)] for k, t in concatenated.items()}
 
-    blocks = tokenized.map(group_texts, batched=True)
+    return tokenized.map(group_texts, batched=True)
+
+
+def benchmark_bert(tokenizer):
+    """The benchmark BERT, randomly initialised (seeded by the caller), as AutoModelForMaskedLM builds it."""
+    from transformers import AutoModelForMaskedLM, BertConfig
+
     config = BertConfig(vocab_size=len(tokenizer), hidden_size=MODEL["hidden_size"],
                         num_hidden_layers=MODEL["num_layers"], num_attention_heads=MODEL["num_heads"],
                         intermediate_size=MODEL["intermediate_size"], pad_token_id=tokenizer.pad_token_id)
+    return AutoModelForMaskedLM.from_config(config)
+
+
+def run_trainer(blocks, tokenizer, args, out: Path) -> dict:
+    """(a) transformers' Trainer as run_mlm.py uses it: group_texts blocks, DataCollatorForLanguageModeling
+    (mlm_probability=0.15), AutoModelForMaskedLM from a BertConfig."""
+    import torch
+    from transformers import DataCollatorForLanguageModeling, Trainer, TrainingArguments
+
     reset_accelerate()
     torch.manual_seed(args.seed)
-    model = AutoModelForMaskedLM.from_config(config)
+    model = benchmark_bert(tokenizer)
     training_args = TrainingArguments(
         output_dir=str(out / "trainer"), max_steps=args.steps, per_device_train_batch_size=BATCH, learning_rate=LR,
         weight_decay=0.01, adam_beta1=0.9, adam_beta2=0.98, adam_epsilon=1e-6, lr_scheduler_type="linear",
@@ -271,6 +275,48 @@ def run_trainer(docs: list[str], tokenizer_dir: str, args, out: Path) -> dict:
             "parameters": model.num_parameters(), "attention": model.config._attn_implementation,
             "optimizer": training_args.optim.value, "train_loss": round(result.training_loss, 4),
             "blocks": len(blocks)}
+
+
+def run_bare(blocks, tokenizer, args) -> dict:
+    """(c) the issue's reference point: a minimal hand-written loop with the LM head run only at the masked
+    positions. The same blocks and collator as (a), the same model (SDPA attention), autocast in bf16 runs, fused
+    AdamW with the same settings, linear decay, clipping at 1.0; no evaluation, logging or checkpoints."""
+    import torch
+    from torch.utils.data import DataLoader
+    from transformers import DataCollatorForLanguageModeling
+
+    torch.manual_seed(args.seed)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model = benchmark_bert(tokenizer).to(device).train()
+    collator = DataCollatorForLanguageModeling(tokenizer, mlm_probability=0.15)
+    loader = DataLoader(blocks.with_format(columns=["input_ids"]), batch_size=BATCH, shuffle=True,
+                        collate_fn=collator, generator=torch.Generator().manual_seed(args.seed))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=LR, betas=(0.9, 0.98), eps=1e-6, weight_decay=0.01,
+                                  fused=True)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1 - step / args.steps)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.precision == "bf16")
+    marks, tokens, batches = {}, 0, iter(loader)
+    with PeakMemory() as memory:
+        for step in range(1, args.steps + 1):
+            batch = next(batches)
+            ids, labels = batch["input_ids"].to(device), batch["labels"].to(device)
+            keep = labels != -100
+            with autocast:
+                hidden = model.bert(input_ids=ids).last_hidden_state  # (B, T, H)
+                logits = model.cls(hidden[keep])  # (N, V): the head only where a token is predicted
+            loss = torch.nn.functional.cross_entropy(logits.float(), labels[keep])
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            schedule.step()
+            optimizer.zero_grad(set_to_none=True)
+            tokens += ids.numel()
+            if step in (args.warmup, args.steps):
+                if device.type == "cuda":
+                    torch.cuda.synchronize()
+                marks[step] = (time.time(), tokens)
+    return {"tokens_per_s": window_rate(marks, args.warmup, args.steps), "peak_memory_mib": memory.mib,
+            "loss": round(float(loss), 4)}
 
 
 def plmkit_config(corpus: Path, tokenizer_dir: str, args, run_dir: Path, extra: list[str]):
@@ -363,12 +409,19 @@ def main(argv: list[str] | None = None) -> dict:
     log(f"{len(docs):,} documents from {source}; {args.steps} steps of {BATCH} x {BLOCK} tokens, {args.precision}, "
         f"timed after step {args.warmup}")
 
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    blocks = run_mlm_blocks(docs, tokenizer)
     log("(a) transformers Trainer (run_mlm.py recipe)")
-    trainer = run_trainer(docs, tokenizer_dir, args, args.out)
+    trainer = run_trainer(blocks, tokenizer, args, args.out)
     log(f"    {trainer['tokens_per_s']:,.0f} tokens/s")
     log("(b) plmkit (plm pretrain)")
     plmkit = run_plmkit(corpus, tokenizer_dir, args, "fast", [])
     log(f"    {plmkit['tokens_per_s']:,.0f} tokens/s")
+    log("(c) a bare loop with the head at the masked positions only")
+    bare = run_bare(blocks, tokenizer, args)
+    log(f"    {bare['tokens_per_s']:,.0f} tokens/s")
     ablations = {}
     if args.ablations:
         switches = {k: v for k, v in MLM_ABLATIONS.items() if k != "bf16" or args.precision == "bf16"}
@@ -387,6 +440,10 @@ def main(argv: list[str] | None = None) -> dict:
         "speedup": round(plmkit["tokens_per_s"] / trainer["tokens_per_s"], 3),
         "trainer_peak_memory_mib": trainer["peak_memory_mib"],
         "plmkit_peak_memory_mib": plmkit["peak_memory_mib"],
+        "bare_tokens_per_s": round(bare["tokens_per_s"], 1),
+        "plmkit_vs_bare": round(plmkit["tokens_per_s"] / bare["tokens_per_s"], 3),
+        "bare_speedup": round(bare["tokens_per_s"] / trainer["tokens_per_s"], 3),
+        "bare_peak_memory_mib": bare["peak_memory_mib"],
         "ablations": ablations,
         "precision": args.precision, "steps": args.steps, "timed_steps": args.steps - args.warmup,
         "batch_size": BATCH, "block_size": BLOCK, "model": {**MODEL, "dropout": 0.1, "vocab_size": 30522},
@@ -395,6 +452,7 @@ def main(argv: list[str] | None = None) -> dict:
         "memory_measure": ("CUDA: peak allocated; CPU: peak RSS above the RSS at the start of the run"),
         "trainer": {k: v for k, v in trainer.items() if k not in ("tokens_per_s", "peak_memory_mib")},
         "plmkit": {k: v for k, v in plmkit.items() if k not in ("tokens_per_s", "peak_memory_mib")},
+        "bare": {"loss": bare["loss"]},
         "data": source, "documents": len(docs), "wall_seconds": round(time.time() - started, 1), **environment(),
     }
     print(json.dumps(result))

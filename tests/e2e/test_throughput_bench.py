@@ -55,6 +55,9 @@ def test_mlm_throughput_smoke(tmp_path):
     _check_ablations(result, {"sparse_head", "fused_loss", "fused_optimizer", "attention"})
     assert result["trainer"]["parameters"] == result["plmkit"]["parameters"]  # the same model on both sides
     assert result["model"]["vocab_size"] == 30522
+    assert result["bare_tokens_per_s"] > 0  # the bare loop of the same model, for "loses nothing to a bare loop"
+    assert result["plmkit_vs_bare"] == pytest.approx(result["plmkit_tokens_per_s"] / result["bare_tokens_per_s"],
+                                                     rel=1e-2)
 
 
 @pytest.mark.skipif(not (ROOT.parent / "shared" / "data" / "sst2" / "train.tsv").is_file(),
