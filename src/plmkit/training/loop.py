@@ -208,16 +208,18 @@ def fit(cfg: RunConfig, model: torch.nn.Module, objective: Objective, train_set:
         eval_model.eval()
         total = torch.zeros(2, dtype=torch.float64, device=acc.device)  # (loss sum, targets)
         outputs: dict[str, list] = {}
+        extra = MeanMetrics()  # the objective's own metrics (ELECTRA: generator and discriminator parts)
         with torch.no_grad(), acc.autocast():
             for batch in eval_loader:
                 out = objective.loss(eval_model, _to(batch, acc.device))
                 total += torch.stack([out.loss_sum.double(), out.num_targets.double()])
+                extra.add(out.metrics)
                 for key, values in (out.outputs or {}).items():
                     outputs.setdefault(key, []).extend(values)
         total = acc.reduce(total, reduction="sum")
         model.train()
         loss = (total[0] / total[1].clamp(min=1)).item()
-        scores = {"eval_loss": loss}
+        scores = {"eval_loss": loss, **{f"eval_{k}": v for k, v in extra.means().items()}}
         if task_metrics is not None:
             if world > 1:
                 outputs = {k: gather_object(v) for k, v in outputs.items()}
@@ -243,7 +245,7 @@ def fit(cfg: RunConfig, model: torch.nn.Module, objective: Objective, train_set:
         fused = "fused" if getattr(optimizer, "optimizer", optimizer).defaults.get("fused") else "unfused"
         stderr.print(f"precision {precision}, {attention} attention, {fused} AdamW"
                      + "".join(f", {k}" for k in kernels) + (", torch.compile" if tc.compile else ""))
-    started, window_start, window_tokens = time.time(), time.time(), 0
+    started, window_start, window_tokens, window_metrics = time.time(), time.time(), 0, MeanMetrics()
     progress = progress_bar(show_progress and acc.is_main_process)
     with progress:
         bar = progress.add_task("train", total=max_steps, completed=state["step"], status="")
@@ -260,6 +262,7 @@ def fit(cfg: RunConfig, model: torch.nn.Module, objective: Objective, train_set:
                     # DDP averages gradients over processes; multiply by world so the result is sum / all_targets.
                     acc.backward(out.loss_sum * (world / max(all_targets, 1)))
                 loss_sum += out.loss_sum.detach().double()
+                window_metrics.add(out.metrics)
             grad_norm = acc.clip_grad_norm_(model.parameters(), tc.max_grad_norm if tc.max_grad_norm > 0 else math.inf)
             lr = max(scheduler.get_last_lr())  # the peak group (a task head may train faster)
             optimizer.step()
@@ -288,6 +291,7 @@ def fit(cfg: RunConfig, model: torch.nn.Module, objective: Objective, train_set:
                        "grad_norm": round(float(grad_norm), 6), "tokens_seen": state["tokens_seen"],
                        "tokens_per_s": round(window_tokens / max(now - window_start, 1e-9), 1)}
                 row.update(flops.utilisation(row["tokens_per_s"], flops_per_token, peak * world))
+                row.update(window_metrics.means())  # this process's micro-batches since the last row
                 mfus.append(row["mfu"])
                 if evaluate_now:
                     row.update({k: round(v, 6) for k, v in evaluate().items()})
@@ -305,7 +309,7 @@ def fit(cfg: RunConfig, model: torch.nn.Module, objective: Objective, train_set:
                 if evaluate_now and on_eval is not None and acc.is_main_process:  # after the row is logged: a run
                     on_eval(step, row)  # that on_eval stops (a pruned trial) keeps its last evaluation
                 progress.update(bar, completed=step, status=status_text(row))
-                last_row, window_start, window_tokens = row, time.time(), 0
+                last_row, window_start, window_tokens, window_metrics = row, time.time(), 0, MeanMetrics()
             else:
                 progress.update(bar, completed=step)
             if last or stop_early or step % tc.save_every == 0:
@@ -331,6 +335,24 @@ def fit(cfg: RunConfig, model: torch.nn.Module, objective: Objective, train_set:
     if best_key is not None and state["best_step"] is not None:
         metrics.update({"best_step": state["best_step"], **{f"best_{k}": v for k, v in state["best_scores"].items()}})
     return FitResult(steps=state["step"], tokens_seen=state["tokens_seen"], metrics=metrics, model=model)
+
+
+class MeanMetrics:
+    """Running means of an objective's LossOutput.metrics (scalar tensors, summed without a device sync until read)."""
+
+    def __init__(self):
+        self.sums: dict[str, torch.Tensor] = {}
+        self.count = 0
+
+    def add(self, metrics: dict[str, torch.Tensor]) -> None:
+        if metrics:
+            for key, value in metrics.items():
+                value = value.detach().double()
+                self.sums[key] = self.sums[key] + value if key in self.sums else value
+            self.count += 1
+
+    def means(self) -> dict[str, float]:
+        return {key: round(float(value) / self.count, 6) for key, value in self.sums.items()}
 
 
 def _metric_key(name: str | None) -> str | None:

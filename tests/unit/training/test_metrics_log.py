@@ -73,3 +73,15 @@ def test_tensorboard_events_when_asked(debug_cfg, tmp_path):
     pretrain(debug_cfg("mlm", out, "train.max_steps=3", "log.to=[console,jsonl,tensorboard]"), show_progress=False)
     events = list((out / "tensorboard").rglob("events.out.tfevents.*"))
     assert events and events[0].stat().st_size > 0
+
+
+def test_objective_metrics_are_logged(debug_cfg, metrics, tmp_path):
+    """An objective's LossOutput.metrics (ELECTRA: generator and discriminator parts) land in metrics.jsonl: means
+    over the micro-batches since the last row, and over the evaluation batches with an eval_ prefix."""
+    out = tmp_path / "electra"
+    pretrain(debug_cfg("electra", out, "train.max_steps=2", "train.eval_every=2"), show_progress=False)
+    rows = metrics(out)
+    parts = ("generator_loss", "discriminator_loss", "discriminator_accuracy", "replaced_fraction")
+    assert all(key in row for row in rows for key in parts)
+    assert all(0 <= row["discriminator_accuracy"] <= 1 and row["generator_loss"] > 0 for row in rows)
+    assert all(f"eval_{key}" in rows[-1] for key in parts)
