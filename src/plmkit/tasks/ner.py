@@ -74,8 +74,12 @@ class NamedEntities:
         for i, sentence in enumerate(sentences):
             word_labels = [index[t] for t in sentence.tags]
             example = encoded_inputs(encoded, i)
-            example["label"] = align_labels(encoded.word_ids(i), word_labels)
+            word_ids = encoded.word_ids(i)
+            example["label"] = align_labels(word_ids, word_labels)
             example["word_labels"] = word_labels
+            # the word each labelled position predicts: a word with no token (e.g. a lone zero-width character the
+            # normaliser drops) has none, and the words after it must not shift into its place
+            example["label_words"] = [w for w, label in zip(word_ids, example["label"]) if label != -100]
             out.append(example)
         return out
 
@@ -87,6 +91,7 @@ class NamedEntities:
         T = batch["input_ids"].shape[1]
         batch["labels"] = torch.tensor([e["label"] + [-100] * (T - len(e["label"])) for e in examples])  # (B, T)
         batch["word_labels"] = [e["word_labels"] for e in examples]
+        batch["label_words"] = [e["label_words"] for e in examples]
         return batch
 
     def loss(self, module: nn.Module, batch: dict[str, Tensor]) -> LossOutput:
@@ -97,8 +102,9 @@ class NamedEntities:
         predicted = logits.argmax(-1)  # (B, T)
         predictions, references = [], []
         for row, words in enumerate(batch["word_labels"]):
-            tags = [self.labels[p] for p in predicted[row][keep[row]].tolist()]
-            tags += ["O"] * (len(words) - len(tags))  # words cut off by max_length
+            tags = ["O"] * len(words)  # words without a token, or cut off by max_length, are predicted O
+            for word, label in zip(batch["label_words"][row], predicted[row][keep[row]].tolist()):
+                tags[word] = self.labels[label]
             predictions.append(tags)
             references.append([self.labels[w] for w in words])
         return LossOutput(loss_sum=loss_sum, num_targets=keep.sum(),

@@ -120,3 +120,16 @@ def test_metrics_are_entity_level_seqeval(bert_tokenizer):
     assert scores["f1"] == pytest.approx(2 / 3)
     assert scores["PER_f1"] == pytest.approx(1.0) and scores["LOC_f1"] == pytest.approx(0.0)
     assert all(isinstance(v, float) for v in scores.values())
+
+
+def test_a_word_without_tokens_does_not_shift_later_tags(bert_tokenizer):
+    """A word the tokenizer drops entirely (a zero-width space, removed by BERT's normaliser) gets no position: it is
+    predicted O and the words after it keep their own predictions."""
+    task = _task(bert_tokenizer)
+    sentence = TaggedSentence(["Alice", "\u200b", "visited", "York"], ["B-PER", "O", "O", "B-LOC"])
+    example = task.encode([sentence])[0]
+    assert example["label_words"] == [0, 2, 3]  # no position for word 1
+    batch = task.collate([example])
+    out = task.loss(_Oracle(batch["labels"], len(task.labels)), batch)
+    assert out.outputs["prediction"] == [sentence.tags]
+    assert task.metrics(out.outputs)["f1"] == pytest.approx(1.0)
