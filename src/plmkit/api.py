@@ -115,6 +115,8 @@ def pretrain(cfg: RunConfig, *, resume: bool = False, overwrite: bool = False,
                               whole_words=getattr(cfg.objective, "whole_word", False))  # data.segmenter auto
     if cfg.init.from_:
         model = load_pretrained_model(cfg.init.from_, kind)
+        if hasattr(objective, "load_extra"):  # what the objective saved beside the model (ELECTRA's generator/)
+            objective.load_extra(cfg.init.from_)
     else:
         if ARCHS.get(cfg.model.arch) != kind:
             fits = [a for a, k in ARCHS.items() if k == kind]

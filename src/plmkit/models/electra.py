@@ -7,6 +7,7 @@ Try it:  plm pretrain configs/debug/electra.yaml
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import transformers
 from transformers import ElectraForMaskedLM, ElectraForPreTraining
@@ -53,10 +54,12 @@ def build_generator_config(discriminator: transformers.ElectraConfig, size: floa
     return config
 
 
-def build_generator(discriminator: ElectraForPreTraining, size: float) -> ElectraForMaskedLM:
-    """A randomly initialised generator (ElectraForMaskedLM) whose embeddings module IS the discriminator's (token,
-    position and token-type tables and their LayerNorm), and whose output decoder is the shared word-embedding
-    matrix; it uses the discriminator's attention implementation.
+def build_generator(discriminator: ElectraForPreTraining, size: float,
+                    pretrained: str | Path | None = None) -> ElectraForMaskedLM:
+    """A randomly initialised generator (ElectraForMaskedLM), or with `pretrained` the one saved in that folder
+    (safetensors), whose embeddings module IS the discriminator's (token, position and token-type tables and their
+    LayerNorm), and whose output decoder is the shared word-embedding matrix; it uses the discriminator's attention
+    implementation.
 
     Raises:
         ConfigError: `discriminator` is not an ElectraForPreTraining (e.g. init.from names a BERT checkpoint).
@@ -65,9 +68,16 @@ def build_generator(discriminator: ElectraForPreTraining, size: float) -> Electr
         raise ConfigError(f"the electra objective trains an ElectraForPreTraining discriminator, not a "
                           f"{type(discriminator).__name__}; set model.arch: electra, or init.from a folder written by "
                           "an electra run (RUN/final)")
-    config = build_generator_config(discriminator.config, size)
-    generator = transformers.AutoModelForMaskedLM.from_config(
-        config, attn_implementation=discriminator.config._attn_implementation)
+    attention = discriminator.config._attn_implementation
+    if pretrained is not None:
+        generator = ElectraForMaskedLM.from_pretrained(str(pretrained), attn_implementation=attention,
+                                                       use_safetensors=True)
+        if generator.config.embedding_size != discriminator.config.embedding_size:
+            raise ConfigError(f"{pretrained}: the generator's embedding size {generator.config.embedding_size} is not "
+                              f"the discriminator's {discriminator.config.embedding_size}; they share one embedding")
+    else:
+        config = build_generator_config(discriminator.config, size)
+        generator = transformers.AutoModelForMaskedLM.from_config(config, attn_implementation=attention)
     share_embeddings(generator, discriminator)
     if discriminator.is_activation_checkpointing:  # train.gradient_checkpointing, set before wrapping
         generator.activation_checkpointing_enable()

@@ -56,6 +56,7 @@ class Objective(Protocol):
     #   save_extra(weights, folder, tokenizer): save what the objective trains beyond the exported model (the module
     #       from `wrap` keeps that model under hf_model.*; `weights` is the wrapped module's full state dict) into
     #       final/ before it is moved into place (ELECTRA's generator/).
+    #   load_extra(init_from): read back what save_extra wrote, when init.from continues such a run.
     # looked up by the training loop:
     #   perplexity = False: exp(eval loss) is no perplexity (ELECTRA's weighted sum), so no eval_ppl is logged.
     #   extra_flops_per_token(seq_len) -> float, on the module `wrap` returns: training FLOPs per token of what the

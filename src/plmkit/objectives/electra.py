@@ -60,12 +60,20 @@ class Electra:
         self.random_pool = vocab[~torch.isin(vocab, self.special_ids)]
         self.masking = MLMConfig(mask_prob=cfg.mask_prob, replace_with_mask=1.0, replace_with_random=0.0)
         self.module: ElectraPreTraining | None = None
+        self.generator_from: Path | None = None
+
+    def load_extra(self, source: str) -> None:
+        """Continue from an ELECTRA run's final/ (init.from): its generator/ becomes the generator that wrap()
+        uses, so continued pre-training keeps both halves. A source without generator/ (a hub id, or a discriminator
+        alone) gets a new generator, as a run from scratch does."""
+        folder = Path(source).expanduser() / "generator"
+        self.generator_from = folder if (folder / "config.json").is_file() else None
 
     def wrap(self, model: nn.Module) -> nn.Module:
-        """The discriminator `model` (kept as hf_model) with a new generator that shares its embeddings; wrapping the
-        same model again returns the same module (and so the same generator)."""
+        """The discriminator `model` (kept as hf_model) with a generator that shares its embeddings (new, or the one
+        load_extra found); wrapping the same model again returns the same module (and so the same generator)."""
         if self.module is None or self.module.hf_model is not model:
-            generator = build_generator(model, self.cfg.generator_size)
+            generator = build_generator(model, self.cfg.generator_size, pretrained=self.generator_from)
             self.module = ElectraPreTraining(model, generator, self.cfg, self.special_ids)
         return self.module
 

@@ -273,3 +273,34 @@ def test_save_extra_writes_a_generator_that_loads_with_no_missing_keys(tok, tiny
     again = AutoModelForMaskedLM.from_pretrained(tmp_path / "again" / "generator")
     with torch.no_grad():
         torch.testing.assert_close(again.eval()(input_ids=ids).logits, module.generator(input_ids=ids).logits)
+
+
+def test_init_from_an_electra_run_keeps_its_generator(tok, tiny_docs, tmp_path):
+    """load_extra (api.pretrain calls it with init.from): the generator saved in final/generator/ is the one wrap()
+    uses, with the embeddings of the discriminator it is given; a folder without generator/ gets a new one."""
+    first = _objective(tok)
+    module = first.wrap(_discriminator(tok)).eval()
+    first.save_extra(module.state_dict(), tmp_path, tok)
+
+    again = _objective(tok)
+    again.load_extra(str(tmp_path))
+    discriminator = _discriminator(tok)
+    continued = again.wrap(discriminator).eval()
+    assert continued.generator.electra.embeddings is discriminator.electra.embeddings  # still shared
+    assert continued.generator.generator_lm_head.weight is discriminator.electra.embeddings.word_embeddings.weight
+    saved, loaded = module.generator.state_dict(), continued.generator.state_dict()
+    for key in saved:
+        if not key.startswith(("electra.embeddings.", "generator_lm_head.weight")):
+            torch.testing.assert_close(loaded[key], saved[key], msg=key)
+    ids = _batch(again, tok, tiny_docs)["input_ids"]
+    with torch.no_grad():
+        torch.testing.assert_close(continued.generator(input_ids=ids).logits, module.generator(input_ids=ids).logits)
+
+    fresh = _objective(tok)
+    fresh.load_extra(str(tmp_path / "no-such-run"))
+    assert fresh.generator_from is None
+    discriminator = _discriminator(tok)
+    torch.manual_seed(1)  # _discriminator seeds 0, so the first run's generator drew from the same stream
+    new = fresh.wrap(discriminator)
+    layer = "electra.encoder.layer.0.attention.self.query.weight"
+    assert not torch.equal(new.generator.state_dict()[layer], saved[layer])
