@@ -296,7 +296,8 @@ def _overrides_tree(overrides: list[str]) -> dict:
     return tree
 
 
-def _merge(base: DictConfig, tree: dict, origin: str, prefix: str = "") -> DictConfig:
+def _merge(base: DictConfig, tree: dict, origin: str, prefix: str = "",
+           docs: str = "`plm config show --doc`") -> DictConfig:
     for key, value in tree.items():
         if isinstance(base.get(key, None), DictConfig) and key != "objective" and not isinstance(value, dict):
             raise ConfigError(f"{prefix}{key} must be a mapping of settings; got {value!r} ({origin})")
@@ -306,12 +307,41 @@ def _merge(base: DictConfig, tree: dict, origin: str, prefix: str = "") -> DictC
         key = prefix + _public_key(getattr(e, "full_key", "") or "?")
         reason = str(e).splitlines()[0]
         if "Key" in type(e).__name__ or "not in" in reason:
-            raise ConfigError(f"unknown config key {key!r} ({origin}); see `plm config show --doc`") from None
+            raise ConfigError(f"unknown config key {key!r} ({origin}); see {docs}") from None
         raise ConfigError(f"{key}: {reason} ({origin})") from None
 
 
 def _public_key(key: str) -> str:
     return key.replace("init.from_", "init.from")
+
+
+def layered_schema(schema_type: type, path: str | Path | None, overrides: list[str] | None, *, sections: str,
+                   docs: str = "`plm config show --doc`") -> tuple[DictConfig, str]:
+    """The dataclass defaults of `schema_type`, then the YAML file, then `key.path=value` overrides, merged but not
+    yet converted (so the caller's checks can follow); returns (schema, origin), origin naming where the last layer
+    came from for error messages.
+
+    Raises:
+        ConfigError: a missing or malformed file, an unknown key (pointing at `docs`) or a wrong type.
+    """
+    schema = OmegaConf.structured(schema_type)
+    origin = "defaults"
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist")
+        try:
+            tree = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path} is not valid YAML: {e}") from None
+        if not isinstance(tree, dict):
+            raise ConfigError(f"{path} must hold a mapping of sections ({sections})")
+        origin = str(path)
+        schema = _merge(schema, tree, origin, docs=docs)
+    if overrides:
+        origin = f"--set, on top of {origin}"
+        schema = _merge(schema, _overrides_tree(list(overrides)), origin, docs=docs)
+    return schema, origin
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
@@ -327,24 +357,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     Raises:
         ConfigError: an unknown key, a wrong type or an out-of-range value, naming the key and the file.
     """
-    schema = OmegaConf.structured(RunConfig)
-    origin = "defaults"
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file {path} does not exist")
-        try:
-            tree = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{path} is not valid YAML: {e}") from None
-        if not isinstance(tree, dict):
-            raise ConfigError(f"{path} must hold a mapping of sections (run:, data:, train:, ...)")
-        origin = str(path)
-        schema = _merge(schema, tree, origin)
-    if overrides:
-        where = f"--set, on top of {origin}"
-        schema = _merge(schema, _overrides_tree(list(overrides)), where)
-        origin = where
+    schema, origin = layered_schema(RunConfig, path, overrides, sections="run:, data:, train:, ...")
     try:
         cfg: RunConfig = OmegaConf.to_object(schema)  # resolves ${...} interpolations
     except OmegaConfBaseException as e:

@@ -15,7 +15,7 @@ import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from plmkit.config import CHOICES, DataConfig, RunSection, _merge, _overrides_tree
+from plmkit.config import CHOICES, DataConfig, RunSection, layered_schema
 from plmkit.errors import ConfigError
 
 METHODS = ("word2vec", "glove")
@@ -107,36 +107,14 @@ def load_embeddings_config(path: str | Path | None = None,
     Raises:
         ConfigError: an unknown key, a wrong type or an out-of-range value, naming the key and the file.
     """
-    schema = OmegaConf.structured(EmbeddingsConfig)
-    origin = "defaults"
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file {path} does not exist")
-        try:
-            tree = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{path} is not valid YAML: {e}") from None
-        if not isinstance(tree, dict):
-            raise ConfigError(f"{path} must hold a mapping of sections (run:, data:, vocab:, embeddings:, ...)")
-        origin = str(path)
-        schema = _merge_with_hint(schema, tree, origin)
-    if overrides:
-        origin = f"--set, on top of {origin}"
-        schema = _merge_with_hint(schema, _overrides_tree(list(overrides)), origin)
+    schema, origin = layered_schema(EmbeddingsConfig, path, overrides,
+                                    sections="run:, data:, vocab:, embeddings:, ...", docs="docs/embeddings.md")
     try:
         cfg: EmbeddingsConfig = OmegaConf.to_object(schema)
     except OmegaConfBaseException as e:
         raise ConfigError(f"{getattr(e, 'full_key', '?')}: {str(e).splitlines()[0]} ({origin})") from None
     validate_embeddings_config(cfg, origin)
     return cfg
-
-
-def _merge_with_hint(schema, tree: dict, origin: str):
-    try:
-        return _merge(schema, tree, origin)  # the run config's merge: the same messages for the same mistakes
-    except ConfigError as e:
-        raise ConfigError(str(e).replace("see `plm config show --doc`", "see docs/embeddings.md")) from None
 
 
 def validate_embeddings_config(cfg: EmbeddingsConfig, origin: str = "config") -> None:
