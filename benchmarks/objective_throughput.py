@@ -23,8 +23,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # the helpers shared w
 
 from mlm_throughput import (
     REPO,
+    add_timing_options,
     environment,
     log,
+    parse_timed,
     plmkit_rate,
     read_documents,
     reset_accelerate,
@@ -70,19 +72,11 @@ def run_objective(name: str, corpus: Path, work: Path, args) -> dict:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--objectives", nargs="+", choices=list(OBJECTIVES), default=list(OBJECTIVES))
-    parser.add_argument("--steps", type=int, default=30, help="optimizer steps per objective (default 30)")
-    parser.add_argument("--warmup", type=int, default=10, help="steps before the timed window (default 10)")
+    add_timing_options(parser, steps=30, per="objective", quiet="no progress bars")
     parser.add_argument("--data", type=Path, default=None,
                         help="a text file, one document per line (default: WikiText-2 train from $PLMKIT_DATA or "
                              "../shared/data; the standard-library corpus when absent)")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
-    parser.add_argument("--seed", type=int, default=13)
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
-    args = parser.parse_args(argv)
-    if args.steps < 2:
-        parser.error("--steps must be at least 2")
-    args.warmup = max(1, min(args.warmup, args.steps // 2))
-    return args
+    return parse_timed(parser, argv)
 
 
 def main(argv: list[str] | None = None) -> dict:
