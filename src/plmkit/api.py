@@ -86,12 +86,20 @@ def resolve_tokenizer(cfg: RunConfig, *, show_progress: bool = True):
 
 def prepare_data(cfg: RunConfig, *, show_progress: bool = True):
     """`plm data prepare`: tokenize the corpus once into cached, memory-mapped shards; returns PreparedData."""
-    tokenizer = resolve_tokenizer(cfg, show_progress=show_progress)
-    build_objective(cfg.objective, tokenizer, cfg.run.seed)  # the tokens it adds (T5's sentinels) key the cache too
-    data = prepare_shards(cfg.data, tokenizer, cfg.run.seed, show_progress=show_progress,
-                          whole_words=getattr(cfg.objective, "whole_word", False))  # data.segmenter auto
+    _, data = _objective_and_shards(cfg, resolve_tokenizer(cfg, show_progress=show_progress),
+                                    show_progress=show_progress)
     stderr.print(f"shards in {data.path}: {json.dumps(data.report.to_dict())}")
     return data
+
+
+def _objective_and_shards(cfg: RunConfig, tokenizer, *, show_progress: bool):
+    """(objective, PreparedData): the objective first, since the tokens it adds (T5's sentinels) are part of the
+    tokenizer that keys the shard cache; then the shards, with word boundaries when it masks whole words (what
+    data.segmenter auto picks)."""
+    objective = build_objective(cfg.objective, tokenizer, cfg.run.seed)
+    data = prepare_shards(cfg.data, tokenizer, cfg.run.seed, show_progress=show_progress,
+                          whole_words=getattr(cfg.objective, "whole_word", False))
+    return objective, data
 
 
 def pretrain(cfg: RunConfig, *, resume: bool = False, overwrite: bool = False,
@@ -108,11 +116,9 @@ def pretrain(cfg: RunConfig, *, resume: bool = False, overwrite: bool = False,
     run_dir, accelerator = _open_run(cfg, resume=resume, overwrite=overwrite)
     with accelerator.main_process_first():  # the main process trains the tokenizer and writes shards; others reuse them
         tokenizer = resolve_tokenizer(cfg, show_progress=show_progress)
-        objective = build_objective(cfg.objective, tokenizer, cfg.run.seed)  # may add tokens (T5's sentinels)
+        objective, data = _objective_and_shards(cfg, tokenizer, show_progress=show_progress)
         if accelerator.is_main_process:  # the run's tokenizer, with what the objective added
             tokenizer.save_pretrained(run_dir / "tokenizer")
-        data = prepare_shards(cfg.data, tokenizer, cfg.run.seed, show_progress=show_progress,
-                              whole_words=getattr(cfg.objective, "whole_word", False))  # data.segmenter auto
     if cfg.init.from_:
         model = load_pretrained_model(cfg.init.from_, kind)
         if hasattr(objective, "load_extra"):  # what the objective saved beside the model (ELECTRA's generator/)

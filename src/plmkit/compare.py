@@ -48,6 +48,8 @@ def _static_arm(cfg: RunConfig, size: int) -> dict:
     from plmkit.embeddings.classify import train_static_classifier
 
     return train_static_classifier(cfg, cfg.init.from_, train_limit=size)
+
+
 DEFAULT_SIZES = (250, 1000, 8000)
 
 
@@ -199,7 +201,7 @@ def run_config(cfg: RunConfig, arm: str, size: int, seed: int, min_steps: int, o
 
 
 def _run_one(run_cfg: RunConfig, arm: str, size: int, key: str, *, overwrite: bool,
-             keep_models: bool, train: Arm | None = None) -> dict:
+             keep_models: bool, train: Arm) -> dict:
     """Train one run, or reuse a finished one (results.json) whose saved config is this one."""
     run_dir = Path(run_cfg.run.output_dir)
     saved, results = run_dir / "config.yaml", run_dir / "results.json"
@@ -208,7 +210,7 @@ def _run_one(run_cfg: RunConfig, arm: str, size: int, key: str, *, overwrite: bo
     if results.is_file() and not (reused or overwrite):
         stderr.print(f"[yellow]{run_dir} holds a run with other settings: running it again")
     started = time.time()
-    metrics = json.loads(results.read_text()) if reused else (train or ARMS[arm])(run_cfg, size)
+    metrics = json.loads(results.read_text()) if reused else train(run_cfg, size)
     if key not in metrics:
         raise PlmError(f"{run_dir}: the run reports no {key}; was it ever evaluated? (eval.per_epoch, "
                        "train.eval_every, eval.select_best_by)")
