@@ -15,8 +15,8 @@ from transformers import ElectraForMaskedLM
 from plmkit import flops
 from plmkit.errors import PlmError
 from plmkit.models.electra import build_generator
-from plmkit.objectives.base import LossOutput, block_attention_mask, example_generator, objectives
-from plmkit.objectives.mlm import MLMConfig, fused_cross_entropy, mask_tokens
+from plmkit.objectives.base import LossOutput, objectives
+from plmkit.objectives.mlm import MaskedLM, MLMConfig, fused_cross_entropy
 
 
 @dataclass
@@ -54,11 +54,10 @@ class Electra:
 
     def __init__(self, cfg: ElectraObjectiveConfig, tokenizer, seed: int):
         self.cfg, self.seed = cfg, seed
-        self.mask_id = tokenizer.mask_token_id
-        self.special_ids = torch.tensor(sorted(set(tokenizer.all_special_ids)), dtype=torch.long)
-        vocab = torch.arange(len(tokenizer))
-        self.random_pool = vocab[~torch.isin(vocab, self.special_ids)]
-        self.masking = MLMConfig(mask_prob=cfg.mask_prob, replace_with_mask=1.0, replace_with_random=0.0)
+        # The generator's input is masked LM's, with every selected token replaced by the mask token (the paper's).
+        self.masker = MaskedLM(MLMConfig(mask_prob=cfg.mask_prob, replace_with_mask=1.0, replace_with_random=0.0),
+                               tokenizer, seed)
+        self.special_ids = self.masker.special_ids
         self.module: ElectraPreTraining | None = None
         self.generator_from: Path | None = None
 
@@ -78,17 +77,7 @@ class Electra:
         return self.module
 
     def collate(self, examples: list[dict]) -> dict[str, Tensor]:
-        ids = torch.stack([torch.as_tensor(e["input_ids"], dtype=torch.long) for e in examples])  # (B, T)
-        inputs, labels = ids.clone(), torch.full_like(ids, -100)
-        for row, example in enumerate(examples):
-            gen = example_generator(self.seed, int(example["index"]))
-            inputs[row], labels[row] = mask_tokens(ids[row], self.masking, self.special_ids, self.mask_id,
-                                                   self.random_pool, gen)
-        batch = {"input_ids": inputs, "labels": labels}
-        if "segment_ids" in examples[0]:
-            segments = torch.stack([torch.as_tensor(e["segment_ids"]) for e in examples])  # (B, T)
-            batch["attention_mask"] = block_attention_mask(segments, causal=False)
-        return batch
+        return self.masker.collate(examples)
 
     def loss(self, module: nn.Module, batch: dict[str, Tensor]) -> LossOutput:
         """loss_sum / num_targets = mean generator cross-entropy + disc_weight x mean discriminator BCE, with

@@ -122,7 +122,7 @@ def test_collate_matches_mlm_masking_with_all_mask_tokens(tok):
     from plmkit.objectives.base import example_generator
 
     inputs, labels = mask_tokens(ids, MLMConfig(mask_prob=0.15, replace_with_mask=1.0, replace_with_random=0.0),
-                                 obj.special_ids, tok.mask_token_id, obj.random_pool, example_generator(13, 7))
+                                 obj.special_ids, tok.mask_token_id, obj.masker.random_pool, example_generator(13, 7))
     assert torch.equal(batch["input_ids"][0], inputs) and torch.equal(batch["labels"][0], labels)
 
 
