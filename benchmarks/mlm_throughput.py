@@ -32,6 +32,7 @@ MLM_ABLATIONS = {
     "sparse_head": ["objective.sparse_head=false"],
     "fused_loss": ["objective.fused_loss=false"],
     "fused_optimizer": ["train.fused_optimizer=false"],
+    "fast_dropout": ["train.fast_dropout=false"],
     "attention": ["train.attention=sdpa"],
     "bf16": ["train.precision=fp32"],
 }

@@ -158,8 +158,13 @@ class _FusedCrossEntropy(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_loss: Tensor):
+        if getattr(ctx, "used", False):
+            raise RuntimeError("fused_cross_entropy's backward runs once: its gradient is scaled in place")
+        ctx.used = True
         (grad,) = ctx.saved_tensors
-        return grad * grad_loss, None, None  # a 0-dim float32 factor: multiplied in float32, result in grad's dtype
+        # In place, by a Python float (computed in float32, rounded once to grad's dtype): about 4x faster on a CPU
+        # than `grad * grad_loss`, which allocates another (N, V) tensor.
+        return grad.mul_(float(grad_loss)), None, None
 
 
 def mask_tokens(ids: Tensor, cfg: MLMConfig, special_ids: Tensor, mask_id: int, random_pool: Tensor,

@@ -26,6 +26,7 @@ from plmkit.errors import ConfigError, TrainingError
 from plmkit.models.transformer import apply_fused_kernels, pick_attention, set_attention
 from plmkit.objectives import EVAL_INDEX_OFFSET, Objective
 from plmkit.training import checkpoint
+from plmkit.training.dropout import FastDropout
 from plmkit.training.logging import MetricsLog, plot_losses, progress_bar, status_text, stderr
 from plmkit.training.optim import build_optimizer, build_scheduler
 
@@ -165,6 +166,9 @@ def fit(cfg: RunConfig, model: torch.nn.Module, objective: Objective, train_set:
     attention = set_attention(model, pick_attention(model, tc.attention, acc.device, precision,
                                                     cfg.data.doc_attention))
     kernels = apply_fused_kernels(model, acc.device) if tc.fused_kernels == "auto" else []
+    if tc.fast_dropout and acc.device.type == "cpu" and not tc.compile:  # CUDA's bernoulli_ is cheap already
+        kernels.append("fast dropout masks")
+    dropout_mode = FastDropout if "fast dropout masks" in kernels else nullcontext
     # Model FLOPs per trained token (recomputation not counted: MFU, not HFU) and the peak of one device.
     flops_per_token = flops.module_flops_per_token(model, flops.mean_length(train_set),
                                                    head_fraction=flops.head_fraction(objective))
@@ -258,7 +262,8 @@ def fit(cfg: RunConfig, model: torch.nn.Module, objective: Objective, train_set:
             for i, batch in enumerate(micro):
                 sync = i == len(micro) - 1
                 with nullcontext() if sync else acc.no_sync(model):
-                    out = objective.loss(model, batch)
+                    with dropout_mode():
+                        out = objective.loss(model, batch)
                     # DDP averages gradients over processes; multiply by world so the result is sum / all_targets.
                     acc.backward(out.loss_sum * (world / max(all_targets, 1)))
                 loss_sum += out.loss_sum.detach().double()

@@ -147,6 +147,15 @@ def test_fused_cross_entropy_matches_cross_entropy(dtype):
     assert fused_cross_entropy(logits[:0], targets[:0]).item() == 0.0
 
 
+def test_fused_cross_entropy_backward_runs_once():
+    """Its gradient is scaled in place: a second backward through the same graph is refused, not wrong."""
+    logits = torch.randn(4, 9, requires_grad=True)
+    loss = fused_cross_entropy(logits, torch.tensor([0, 1, 2, 3])) * 0.5
+    loss.backward(retain_graph=True)
+    with pytest.raises(RuntimeError, match="runs once"):
+        loss.backward()
+
+
 @pytest.mark.parametrize(("sparse_head", "fused_loss"), [(True, True), (True, False), (False, True), (False, False)])
 def test_mlm_head_and_loss_switches_give_the_same_loss(sparse_head, fused_loss, bert_tokenizer):
     torch.manual_seed(0)
