@@ -11,7 +11,9 @@ saved for the backward pass, is in the input's dtype as torch's is. Forward and 
 `FastDropout()` is a torch function mode: inside it every training-mode `torch.nn.functional.dropout` call (what
 `nn.Dropout` and transformers' eager attention call) uses these masks, so no model is changed and checkpoints stay
 what they were. The masks come from torch's default generator: a seeded run draws the same masks every time, and
-the checkpointed RNG state resumes them.
+the checkpointed RNG state resumes them. Like every torch function mode it is off inside the torch functions it
+passes on (e.g. a reentrant `torch.utils.checkpoint` runs torch's dropout), and off in the backward pass: the loop
+does not use it with gradient checkpointing, whose replayed forward pass must draw the masks the first one drew.
 """
 
 from __future__ import annotations

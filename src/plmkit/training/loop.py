@@ -166,7 +166,9 @@ def fit(cfg: RunConfig, model: torch.nn.Module, objective: Objective, train_set:
     attention = set_attention(model, pick_attention(model, tc.attention, acc.device, precision,
                                                     cfg.data.doc_attention))
     kernels = apply_fused_kernels(model, acc.device) if tc.fused_kernels == "auto" else []
-    if tc.fast_dropout and acc.device.type == "cpu" and not tc.compile:  # CUDA's bernoulli_ is cheap already
+    # CUDA's bernoulli_ is cheap already. Gradient checkpointing recomputes the forward pass outside the mode, where
+    # the replayed masks would be torch's, not the ones the forward pass drew.
+    if tc.fast_dropout and acc.device.type == "cpu" and not tc.compile and not tc.gradient_checkpointing:
         kernels.append("fast dropout masks")
     dropout_mode = FastDropout if "fast dropout masks" in kernels else nullcontext
     # Model FLOPs per trained token (recomputation not counted: MFU, not HFU) and the peak of one device.

@@ -78,3 +78,16 @@ def test_fast_and_plain_masks_train_to_the_same_loss(debug_cfg, metrics, tmp_pat
     assert math.isclose(fast[0], plain[0], rel_tol=0.02), (fast, plain)
     assert math.isclose(fast[-1], plain[-1], rel_tol=0.05), (fast, plain)
     assert runs[True, 0.0] == runs[False, 0.0]
+
+
+def test_gradient_checkpointing_keeps_torchs_masks(debug_cfg, metrics, tmp_path):
+    """Checkpointing replays the forward pass in the backward pass, outside the mode: the loop then keeps torch's
+    masks, so a checkpointed run gives the losses of a run without fast masks, step for step."""
+    runs = {}
+    for name, extra in {"checkpointed": ["train.gradient_checkpointing=true"],
+                        "plain": ["train.fast_dropout=false"]}.items():
+        out = tmp_path / name
+        pretrain(debug_cfg("mlm", out, *STEPS, "train.log_every=1", *extra), show_progress=False)
+        runs[name] = [row["loss"] for row in metrics(out)]
+    for a, b in zip(runs["checkpointed"], runs["plain"]):
+        assert math.isclose(a, b, rel_tol=1e-5), runs
