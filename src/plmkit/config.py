@@ -170,7 +170,8 @@ class TrainConfig:
     supports the architecture (Llama); nothing on a CPU. Never required."""
     fast_dropout: bool = True
     """On a CPU, dropout masks from 16-bit slices of 64-bit random integers instead of bernoulli_ (drop probability
-    rounded to a multiple of 1/65536; about 2.5x cheaper dropout); nothing on CUDA or with compile."""
+    rounded to a multiple of 1/65536; about 2.5x cheaper dropout); nothing on CUDA, with compile or with
+    gradient_checkpointing."""
     compile: bool = False
     """torch.compile the training module (in place: checkpoints keep their parameter names). The first steps
     take longer while it compiles; needs a C++ compiler on a CPU."""
