@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # the helpers shared w
 
 from mlm_throughput import (
     PeakMemory,
+    ablation_switches,
     add_comparison_options,
     add_timing_options,
     default_data_dir,
@@ -33,6 +34,7 @@ from mlm_throughput import (
     minilm_folder,
     parse_timed,
     plmkit_rate,
+    plmkit_runs,
     reset_accelerate,
     trainer_timer,
     window_rate,
@@ -42,6 +44,8 @@ BATCH, MAX_LENGTH, LR = 32, 128, 1.0e-4
 FINETUNE_ABLATIONS = {
     "group_by_length": ["train.group_by_length=false"],
     "fused_optimizer": ["train.fused_optimizer=false"],
+    "fast_dropout": ["train.fast_dropout=false"],
+    "heap_allocations": ["train.heap_allocations=false"],
     "attention": ["train.attention=sdpa"],
     "bf16": ["train.precision=fp32"],
 }
@@ -162,20 +166,9 @@ def main(argv: list[str] | None = None) -> dict:
     log(f"(a) transformers Trainer (group_by_length={args.trainer_group_by_length})")
     trainer = run_trainer(rows, model_dir, args, args.out)
     log(f"    {trainer['tokens_per_s']:,.0f} non-padding tokens/s")
-    log("(b) plmkit (plm finetune)")
-    plmkit = run_plmkit(train, dev, model_dir, args, "fast", [])
-    log(f"    {plmkit['tokens_per_s']:,.0f} non-padding tokens/s")
-    ablations = {}
-    if args.ablations:
-        switches = {k: v for k, v in FINETUNE_ABLATIONS.items() if k != "bf16" or args.precision == "bf16"}
-        switches["all_off"] = [o for v in switches.values() for o in v]
-        for name, overrides in switches.items():
-            log(f"(b) plmkit without {name}")
-            run = run_plmkit(train, dev, model_dir, args, f"no-{name}", overrides)
-            ablations[name] = {"tokens_per_s": round(run["tokens_per_s"], 1),
-                               "speedup": round(run["tokens_per_s"] / trainer["tokens_per_s"], 3),
-                               "peak_memory_mib": run["peak_memory_mib"], "overrides": overrides}
-            log(f"    {run['tokens_per_s']:,.0f} non-padding tokens/s")
+    plmkit, ablations = plmkit_runs(args, ablation_switches(FINETUNE_ABLATIONS, args.precision),
+                                    lambda name, extra: run_plmkit(train, dev, model_dir, args, name, extra),
+                                    trainer["tokens_per_s"])
     result = {
         "benchmark": "finetune_throughput",
         "trainer_tokens_per_s": round(trainer["tokens_per_s"], 1),

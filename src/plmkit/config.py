@@ -172,6 +172,10 @@ class TrainConfig:
     """On a CPU, dropout masks from 16-bit slices of 64-bit random integers instead of bernoulli_ (drop probability
     rounded to a multiple of 1/65536; about 2.5x cheaper dropout); nothing on CUDA, with compile or with
     gradient_checkpointing."""
+    heap_allocations: bool = True
+    """On a CPU under Linux (glibc), large tensors come from malloc's heap instead of fresh pages from the kernel,
+    so that each step reuses the last step's buffers (mmap threshold raised to 1 GiB for the process; about 15%
+    faster steps on the benchmark model; freed memory stays with the process)."""
     compile: bool = False
     """torch.compile the training module (in place: checkpoints keep their parameter names). The first steps
     take longer while it compiles; needs a C++ compiler on a CPU."""

@@ -25,7 +25,7 @@ from plmkit.config import RunConfig
 from plmkit.errors import ConfigError, TrainingError
 from plmkit.models.transformer import apply_fused_kernels, pick_attention, set_attention
 from plmkit.objectives import EVAL_INDEX_OFFSET, Objective
-from plmkit.training import checkpoint
+from plmkit.training import allocator, checkpoint
 from plmkit.training.dropout import FastDropout
 from plmkit.training.logging import MetricsLog, plot_losses, progress_bar, status_text, stderr
 from plmkit.training.optim import build_optimizer, build_scheduler
@@ -171,6 +171,8 @@ def fit(cfg: RunConfig, model: torch.nn.Module, objective: Objective, train_set:
     if tc.fast_dropout and acc.device.type == "cpu" and not tc.compile and not tc.gradient_checkpointing:
         kernels.append("fast dropout masks")
     dropout_mode = FastDropout if "fast dropout masks" in kernels else nullcontext
+    if tc.heap_allocations and acc.device.type == "cpu" and allocator.heap_for_large_tensors():
+        kernels.append("heap allocations")
     # Model FLOPs per trained token (recomputation not counted: MFU, not HFU) and the peak of one device.
     flops_per_token = flops.module_flops_per_token(model, flops.mean_length(train_set),
                                                    head_fraction=flops.head_fraction(objective))
