@@ -43,6 +43,7 @@ def _check_ablations(result: dict, names: set[str]) -> None:
     if result["precision"] == "bf16":
         names = names | {"bf16"}
     assert set(result["ablations"]) == names | {"all_off"}
+    assert list(result["ablations"])[-1] == "all_off"  # reported in the table's order, whatever order they ran in
     for name, ablation in result["ablations"].items():
         assert ablation["tokens_per_s"] > 0, name
         assert ablation["speedup"] == pytest.approx(ablation["tokens_per_s"] / result["trainer_tokens_per_s"],
@@ -52,7 +53,8 @@ def _check_ablations(result: dict, names: set[str]) -> None:
 
 def test_mlm_throughput_smoke(tmp_path):
     result = _run("mlm_throughput.py", tmp_path)
-    _check_ablations(result, {"sparse_head", "fused_loss", "fused_optimizer", "attention"})
+    _check_ablations(result, {"sparse_head", "fused_loss", "fused_optimizer", "fast_dropout", "heap_allocations",
+                              "attention"})
     assert result["trainer"]["parameters"] == result["plmkit"]["parameters"]  # the same model on both sides
     assert result["model"]["vocab_size"] == 30522
     assert result["bare_tokens_per_s"] > 0  # the bare loop of the same model, for "loses nothing to a bare loop"
@@ -65,5 +67,5 @@ def test_mlm_throughput_smoke(tmp_path):
 def test_finetune_throughput_smoke(tmp_path):
     result = _run("finetune_throughput.py", tmp_path, "--precision", "fp32")
     assert result["precision"] == "fp32"
-    _check_ablations(result, {"group_by_length", "fused_optimizer", "attention"})
+    _check_ablations(result, {"group_by_length", "fused_optimizer", "fast_dropout", "heap_allocations", "attention"})
     assert result["trainer"]["group_by_length"] is False
