@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from plmkit.errors import DataError
+from plmkit.errors import ConfigError, DataError
 from plmkit.evaluation import classification_metrics, multilabel_metrics, tune_threshold
 from plmkit.objectives.base import LossOutput
 from plmkit.tasks.base import encoded_inputs, label_kwargs, model_inputs, pad_inputs, tasks
@@ -150,6 +150,9 @@ class MultiLabelClassification:
     group_by_length = True
 
     def __init__(self, cfg: ClassificationConfig, tokenizer, seed: int):
+        if cfg.label_smoothing or cfg.rdrop:
+            raise ConfigError("task.label_smoothing and task.rdrop are for single-label classification "
+                              "(task.name=classification); remove them for multilabel")
         self.cfg, self.tokenizer, self.seed = cfg, tokenizer, seed
         self.labels: list[str] = []
         self.threshold = 0.5

@@ -71,3 +71,10 @@ def test_rdrop_adds_the_symmetric_kl_of_two_dropout_passes(bert_tokenizer, task_
 def test_bad_values_are_refused(override):
     with pytest.raises(ConfigError, match=override.split(".")[1].split("=")[0]):
         load_config(None, ["task.name=classification", override])
+
+
+@pytest.mark.parametrize("override", ["task.rdrop=1.0", "task.label_smoothing=0.1"])
+def test_multilabel_refuses_them(override, bert_tokenizer):
+    cfg = load_config(None, ["task.name=multilabel", override]).task
+    with pytest.raises(ConfigError, match="single-label"):
+        build_task(cfg, bert_tokenizer, 13)
