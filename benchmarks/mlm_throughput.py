@@ -105,21 +105,19 @@ def plmkit_runs(args, switches: dict[str, list[str]], run, trainer_rate: float) 
     """(the fast run, {ablation: figures}) of plmkit, `run(name, overrides) -> dict` running one; with
     args.ablations, those switching train.heap_allocations off run first, before anything sets the process-wide
     allocator threshold."""
-    ablations, order = {}, []
-    if args.ablations:
-        order = sorted(switches, key=lambda name: PROCESS_WIDE not in switches[name])  # stable: the rest keep order
-    fast_at = next((i for i, name in enumerate(order) if PROCESS_WIDE not in switches[name]), len(order))
+    names = list(switches) if args.ablations else []
+    early = [name for name in names if PROCESS_WIDE in switches[name]]
     runs = {}
-    for name in [*order[:fast_at], None, *order[fast_at:]]:
+    for name in [*early, None, *(name for name in names if name not in early)]:
         log("(b) plmkit" + ("" if name is None else " with every fast path off" if name == "all_off"
                             else f" without {name}"))
-        runs[name] = run(f"no-{name}" if name else "fast", switches[name] if name else [])
+        runs[name] = run("fast" if name is None else f"no-{name}", [] if name is None else switches[name])
         log(f"    {runs[name]['tokens_per_s']:,.0f} tokens/s")
-        if name:
-            ablations[name] = {"tokens_per_s": round(runs[name]["tokens_per_s"], 1),
-                               "speedup": round(runs[name]["tokens_per_s"] / trainer_rate, 3),
-                               "peak_memory_mib": runs[name]["peak_memory_mib"], "overrides": switches[name]}
-    return runs[None], {name: ablations[name] for name in switches if name in ablations}
+    ablations = {name: {"tokens_per_s": round(runs[name]["tokens_per_s"], 1),
+                        "speedup": round(runs[name]["tokens_per_s"] / trainer_rate, 3),
+                        "peak_memory_mib": runs[name]["peak_memory_mib"], "overrides": switches[name]}
+                 for name in names}  # in the table's order
+    return runs[None], ablations
 
 
 def ablation_switches(table: dict[str, list[str]], precision: str) -> dict[str, list[str]]:

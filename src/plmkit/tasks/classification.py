@@ -37,7 +37,6 @@ class ClassificationConfig:
     label_smoothing: float = 0.0
     """Single-label only: training targets put 1 - label_smoothing on the label and spread the rest evenly (the
     evaluation loss is always the plain cross-entropy)."""
-
     rdrop: float = 0.0
     """Single-label only, R-Drop: each training batch runs twice (two dropout masks) and the symmetric KL divergence
     between the two predictions, times rdrop, joins the loss; 0: off. Doubles the cost of a step."""

@@ -168,9 +168,10 @@ def fit(cfg: RunConfig, model: torch.nn.Module, objective: Objective, train_set:
     kernels = apply_fused_kernels(model, acc.device) if tc.fused_kernels == "auto" else []
     # CUDA's bernoulli_ is cheap already. Gradient checkpointing recomputes the forward pass outside the mode, where
     # the replayed masks would be torch's, not the ones the forward pass drew.
-    if tc.fast_dropout and acc.device.type == "cpu" and not tc.compile and not tc.gradient_checkpointing:
+    fast_masks = tc.fast_dropout and acc.device.type == "cpu" and not tc.compile and not tc.gradient_checkpointing
+    if fast_masks:
         kernels.append("fast dropout masks")
-    dropout_mode = FastDropout if "fast dropout masks" in kernels else nullcontext
+    dropout_mode = FastDropout if fast_masks else nullcontext
     if tc.heap_allocations and acc.device.type == "cpu" and allocator.heap_for_large_tensors():
         kernels.append("heap allocations")
     # Model FLOPs per trained token (recomputation not counted: MFU, not HFU) and the peak of one device.
