@@ -36,7 +36,8 @@ class MLMConfig:
     false: transformers' head on every position (for comparison)."""
     fused_loss: bool = True
     """Cross-entropy that writes its gradient during the forward pass, a chunk of rows at a time, in float32 (same
-    loss within 1e-6 relative; no float32 copy of the logits or log-probabilities kept for the backward pass)."""
+    loss within 1e-6 relative; no float32 copy of the logits or log-probabilities kept for the backward pass). On a
+    CPU only; on a GPU and under train.compile the plain loss runs."""
 
     def validate(self) -> None:
         if not 0 < self.mask_prob < 1:
@@ -127,7 +128,14 @@ def fused_cross_entropy(logits: Tensor, targets: Tensor, chunk_rows: int = 64) -
     neither a float32 copy of the logits nor the log-probabilities are kept for the backward pass, and no (N, V)
     float32 tensor is allocated. For the 30,522-token vocabulary of benchmarks/mlm_throughput.py (bf16, one CPU
     thread) the LM decoder and its loss took about 40% less time, forward and backward, than with
-    `cross_entropy(logits.float())` (docs/pretraining.md, "Speed")."""
+    `cross_entropy(logits.float())` (docs/pretraining.md, "Speed").
+
+    The chunks are a CPU path. Elsewhere, and under torch.compile, this is `cross_entropy(logits.float())`: on a GPU
+    the float32 copy is cheap and 64-row chunks are small kernels each; compiled, inductor fuses the upcast into the
+    loss, and the loop over chunks would make every new count of rows a new graph (a BERT-base run on a GPU
+    recompiled until dynamo's limit, benchmarks/README.md)."""
+    if torch.compiler.is_compiling() or logits.device.type != "cpu":
+        return nn.functional.cross_entropy(logits.float(), targets, reduction="sum")
     if torch.is_grad_enabled() and logits.requires_grad:
         return _FusedCrossEntropy.apply(logits, targets, chunk_rows)
     return sum((_chunk_loss(logits[i:i + chunk_rows], targets[i:i + chunk_rows])[0]

@@ -18,7 +18,7 @@ from plmkit.config import ModelConfig, TrainConfig
 from plmkit.errors import ConfigError
 from plmkit.models import build_model
 from plmkit.models.transformer import apply_fused_kernels, pick_attention, set_attention
-from plmkit.objectives.mlm import MaskedLM, MLMConfig, fused_cross_entropy
+from plmkit.objectives.mlm import MaskedLM, MLMConfig, SparseMaskedLM, fused_cross_entropy
 from plmkit.training import loop
 from plmkit.training.optim import build_optimizer
 
@@ -169,6 +169,34 @@ def test_mlm_head_and_loss_switches_give_the_same_loss(sparse_head, fused_loss, 
     out = obj.loss(obj.wrap(model), batch)
     assert math.isclose((out.loss_sum / out.num_targets).item(), reference, rel_tol=1e-5)
     assert obj.head_fraction == (0.15 if sparse_head else 1.0)  # what MFU counts
+
+
+def test_compiled_masked_lm_stops_recompiling_as_the_masked_count_changes():
+    """Each batch masks another number of positions. Compiled, the loss must become shape-generic after a few
+    counts (dynamo's automatic dynamic shapes); the chunked loss's loop over rows made each count a new graph."""
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    counters.clear()
+    wrapper = SparseMaskedLM(_bert())
+    wrapper.compile()
+    gen = torch.Generator().manual_seed(0)
+
+    def step(count: int) -> None:
+        ids = torch.randint(5, 64, (2, 32), generator=gen)
+        labels = torch.full_like(ids, -100)
+        labels.view(-1)[torch.randperm(64, generator=gen)[:count]] = 7
+        loss_sum, num = wrapper(ids, labels)
+        assert num.item() == count and math.isfinite(loss_sum.item())
+        loss_sum.backward()
+
+    for count in (3, 4, 5):
+        step(count)
+    graphs = counters["stats"]["unique_graphs"]
+    for count in range(6, 13):
+        step(count)
+    assert counters["stats"]["unique_graphs"] == graphs
+    torch._dynamo.reset()
 
 
 # --- precision -------------------------------------------------------------------------------------------------------
