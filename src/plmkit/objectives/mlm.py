@@ -16,7 +16,13 @@ from torch import Tensor, nn
 
 from plmkit.errors import ConfigError
 from plmkit.models import masked_lm_head
-from plmkit.objectives.base import LossOutput, block_attention_mask, example_generator, objectives
+from plmkit.objectives.base import (
+    LossOutput,
+    block_attention_mask,
+    example_generator,
+    fused_cross_entropy,
+    objectives,
+)
 
 
 @dataclass
@@ -119,60 +125,6 @@ class SparseMaskedLM(nn.Module):
         if self.fused_loss:
             return fused_cross_entropy(logits, labels[keep]), keep.sum()
         return nn.functional.cross_entropy(logits.float(), labels[keep], reduction="sum"), keep.sum()
-
-
-def fused_cross_entropy(logits: Tensor, targets: Tensor, chunk_rows: int = 64) -> Tensor:
-    """Summed cross-entropy of (N, V) logits, computed in float32 a chunk of rows at a time.
-
-    With gradients on, the gradient (softmax - one-hot, in the logits' dtype) is written during the forward pass, so
-    neither a float32 copy of the logits nor the log-probabilities are kept for the backward pass, and no (N, V)
-    float32 tensor is allocated. For the 30,522-token vocabulary of benchmarks/mlm_throughput.py (bf16, one CPU
-    thread) the LM decoder and its loss took about 40% less time, forward and backward, than with
-    `cross_entropy(logits.float())` (docs/pretraining.md, "Speed").
-
-    The chunks are a CPU path. Elsewhere, and under torch.compile, this is `cross_entropy(logits.float())`: on a GPU
-    the float32 copy is cheap and 64-row chunks are small kernels each; compiled, inductor fuses the upcast into the
-    loss, and the loop over chunks would make every new count of rows a new graph (a BERT-base run on a GPU
-    recompiled until dynamo's limit, benchmarks/README.md)."""
-    if torch.compiler.is_compiling() or logits.device.type != "cpu":
-        return nn.functional.cross_entropy(logits.float(), targets, reduction="sum")
-    if torch.is_grad_enabled() and logits.requires_grad:
-        return _FusedCrossEntropy.apply(logits, targets, chunk_rows)
-    return sum((_chunk_loss(logits[i:i + chunk_rows], targets[i:i + chunk_rows])[0]
-                for i in range(0, len(targets), chunk_rows)), logits.new_zeros((), dtype=torch.float32))
-
-
-def _chunk_loss(logits: Tensor, targets: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """(summed loss, float32 logits of the chunk (a fresh copy), their log-sum-exp) for one chunk of rows."""
-    rows = logits.to(torch.float32, copy=True)  # (n, V); a copy: the caller overwrites it
-    lse = torch.logsumexp(rows, dim=-1)  # (n,)
-    return (lse - rows.gather(1, targets[:, None]).squeeze(1)).sum(), rows, lse
-
-
-class _FusedCrossEntropy(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, logits: Tensor, targets: Tensor, chunk_rows: int) -> Tensor:
-        loss = logits.new_zeros((), dtype=torch.float32)
-        grad = torch.empty_like(logits)  # (N, V), d loss_sum / d logits
-        with torch.autocast(logits.device.type, enabled=False):  # float32 throughout, whatever the precision
-            for i in range(0, len(targets), chunk_rows):
-                part, rows, lse = _chunk_loss(logits[i:i + chunk_rows], targets[i:i + chunk_rows])
-                loss += part
-                probs = rows.sub_(lse[:, None]).exp_()  # (n, V) softmax, in place of the float32 copy
-                probs[torch.arange(len(probs)), targets[i:i + chunk_rows]] -= 1.0
-                grad[i:i + chunk_rows] = probs
-        ctx.save_for_backward(grad)
-        return loss
-
-    @staticmethod
-    def backward(ctx, grad_loss: Tensor):
-        if getattr(ctx, "used", False):
-            raise RuntimeError("fused_cross_entropy's backward runs once: its gradient is scaled in place")
-        ctx.used = True
-        (grad,) = ctx.saved_tensors
-        # In place, by a Python float (computed in float32, rounded once to grad's dtype): about 4x faster on a CPU
-        # than `grad * grad_loss`, which allocates another (N, V) tensor.
-        return grad.mul_(float(grad_loss)), None, None
 
 
 def mask_tokens(ids: Tensor, cfg: MLMConfig, special_ids: Tensor, mask_id: int, random_pool: Tensor,

@@ -18,6 +18,7 @@ from plmkit.config import ModelConfig, TrainConfig
 from plmkit.errors import ConfigError
 from plmkit.models import build_model
 from plmkit.models.transformer import apply_fused_kernels, pick_attention, set_attention
+from plmkit.objectives.base import summed_cross_entropy
 from plmkit.objectives.mlm import MaskedLM, MLMConfig, SparseMaskedLM, fused_cross_entropy
 from plmkit.training import loop
 from plmkit.training.optim import build_optimizer
@@ -145,6 +146,36 @@ def test_fused_cross_entropy_matches_cross_entropy(dtype):
     with torch.no_grad():  # the evaluation path computes no gradient
         assert math.isclose(fused_cross_entropy(logits, targets).item(), plain.item(), rel_tol=1e-6)
     assert fused_cross_entropy(logits[:0], targets[:0]).item() == 0.0
+
+
+def test_fused_cross_entropy_skips_ignored_rows_as_cross_entropy_does():
+    """Rows whose target is -100 (a causal LM's last position, padding) add no loss and get a zero gradient, in a
+    chunk with kept rows and in a chunk of ignored rows only."""
+    torch.manual_seed(0)
+    logits = (torch.randn(150, 97) * 3).to(torch.bfloat16)
+    targets = torch.randint(0, 97, (150,))
+    targets[[0, 5, 63, 140]] = -100
+    targets[64:128] = -100  # the second chunk of 64 rows: nothing kept
+    a, b = logits.clone().requires_grad_(), logits.clone().requires_grad_()
+    fused = fused_cross_entropy(a, targets)
+    plain = torch.nn.functional.cross_entropy(b.float(), targets, ignore_index=-100, reduction="sum")
+    assert math.isclose(fused.item(), plain.item(), rel_tol=1e-6)
+    fused.backward()
+    plain.backward()
+    torch.testing.assert_close(a.grad, b.grad, rtol=8e-3, atol=1e-5)
+    assert not a.grad[targets == -100].any()
+    with torch.no_grad():
+        assert math.isclose(fused_cross_entropy(logits, targets).item(), plain.item(), rel_tol=1e-6)
+
+
+def test_summed_cross_entropy_counts_and_sums_the_kept_positions():
+    torch.manual_seed(0)
+    logits = torch.randn(3, 7, 11)  # (B, T, V)
+    labels = torch.randint(0, 11, (3, 7))
+    labels[:, -1] = -100
+    loss, count = summed_cross_entropy(logits, labels)
+    expected = torch.nn.functional.cross_entropy(logits.reshape(-1, 11), labels.reshape(-1), reduction="sum")
+    assert count.item() == 18 and math.isclose(loss.item(), expected.item(), rel_tol=1e-6)
 
 
 def test_fused_cross_entropy_backward_runs_once():
