@@ -31,6 +31,7 @@ BLOCK, BATCH, LR = 128, 32, 5.0e-4
 MLM_ABLATIONS = {
     "sparse_head": ["objective.sparse_head=false"],
     "fused_loss": ["objective.fused_loss=false"],
+    "compile_loss": ["train.compile_loss=false"],
     "fused_optimizer": ["train.fused_optimizer=false"],
     "fast_dropout": ["train.fast_dropout=false"],
     "heap_allocations": ["train.heap_allocations=false"],

@@ -172,6 +172,11 @@ class TrainConfig:
     """On a CPU, dropout masks from 16-bit slices of 64-bit random integers instead of bernoulli_ (drop probability
     rounded to a multiple of 1/65536; about 2.5x cheaper dropout); nothing on CUDA, with compile or with
     gradient_checkpointing."""
+    compile_loss: bool = True
+    """On a CPU, the float32 cross-entropy of the language-model losses (masked and causal LM, T5, ELECTRA's
+    generator) runs as one kernel that torch.compile (inductor) generates, compiled once per process (a few
+    seconds); it needs a C++ compiler, and without one the chunked eager loss runs, after a warning. Same loss;
+    gradients equal to bf16 rounding."""
     heap_allocations: bool = True
     """On a CPU under Linux (glibc), large tensors come from malloc's heap instead of fresh pages from the kernel,
     so that each step reuses the last step's buffers (mmap threshold raised to 1 GiB for the process; about 15%

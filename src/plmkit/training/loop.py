@@ -25,6 +25,7 @@ from plmkit.config import RunConfig
 from plmkit.errors import ConfigError, TrainingError
 from plmkit.models.transformer import apply_fused_kernels, pick_attention, set_attention
 from plmkit.objectives import EVAL_INDEX_OFFSET, Objective
+from plmkit.objectives.base import use_compiled_loss
 from plmkit.training import allocator, checkpoint
 from plmkit.training.dropout import FastDropout
 from plmkit.training.logging import MetricsLog, plot_losses, progress_bar, status_text, stderr
@@ -172,6 +173,7 @@ def fit(cfg: RunConfig, model: torch.nn.Module, objective: Objective, train_set:
     if fast_masks:
         kernels.append("fast dropout masks")
     dropout_mode = FastDropout if fast_masks else nullcontext
+    use_compiled_loss(tc.compile_loss and not tc.compile)  # inside a compiled model, the plain loss is traced
     if tc.heap_allocations and acc.device.type == "cpu" and allocator.heap_for_large_tensors():
         kernels.append("heap allocations")
     # Model FLOPs per trained token (recomputation not counted: MFU, not HFU) and the peak of one device.

@@ -7,6 +7,7 @@ say on this machine."""
 from __future__ import annotations
 
 import math
+import warnings
 from types import SimpleNamespace
 
 import pytest
@@ -18,7 +19,7 @@ from plmkit.config import ModelConfig, TrainConfig
 from plmkit.errors import ConfigError
 from plmkit.models import build_model
 from plmkit.models.transformer import apply_fused_kernels, pick_attention, set_attention
-from plmkit.objectives.base import summed_cross_entropy
+from plmkit.objectives.base import COMPILED_LOSS, summed_cross_entropy, use_compiled_loss
 from plmkit.objectives.mlm import MaskedLM, MLMConfig, SparseMaskedLM, fused_cross_entropy
 from plmkit.training import loop
 from plmkit.training.optim import build_optimizer
@@ -126,8 +127,16 @@ def test_fused_kernels_do_nothing_on_a_cpu():
 
 # --- the masked-LM head and its loss ------------------------------------------------------------------------------
 
+@pytest.fixture(params=["compiled", "chunks"])
+def loss_kernel(request):
+    """fused_cross_entropy with its compiled kernel (the default on a CPU) and with the chunked eager path."""
+    use_compiled_loss(request.param == "compiled")
+    yield request.param
+    use_compiled_loss(True)
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_fused_cross_entropy_matches_cross_entropy(dtype):
+def test_fused_cross_entropy_matches_cross_entropy(dtype, loss_kernel):
     torch.manual_seed(0)
     logits = (torch.randn(150, 97) * 3).to(dtype)  # 150 rows: more than two chunks of 64, the last one short
     targets = torch.randint(0, 97, (150,))
@@ -148,7 +157,7 @@ def test_fused_cross_entropy_matches_cross_entropy(dtype):
     assert fused_cross_entropy(logits[:0], targets[:0]).item() == 0.0
 
 
-def test_fused_cross_entropy_skips_ignored_rows_as_cross_entropy_does():
+def test_fused_cross_entropy_skips_ignored_rows_as_cross_entropy_does(loss_kernel):
     """Rows whose target is -100 (a causal LM's last position, padding) add no loss and get a zero gradient, in a
     chunk with kept rows and in a chunk of ignored rows only."""
     torch.manual_seed(0)
@@ -176,6 +185,28 @@ def test_summed_cross_entropy_counts_and_sums_the_kept_positions():
     loss, count = summed_cross_entropy(logits, labels)
     expected = torch.nn.functional.cross_entropy(logits.reshape(-1, 11), labels.reshape(-1), reduction="sum")
     assert count.item() == 18 and math.isclose(loss.item(), expected.item(), rel_tol=1e-6)
+
+
+def test_compiled_loss_is_used_and_falls_back_to_the_chunks_when_it_cannot_compile(monkeypatch):
+    logits = torch.randn(70, 13, requires_grad=True)
+    targets = torch.randint(0, 13, (70,))
+    expected = torch.nn.functional.cross_entropy(logits.float(), targets, reduction="sum").item()
+    monkeypatch.setitem(COMPILED_LOSS, "function", None)
+    monkeypatch.setitem(COMPILED_LOSS, "failed", None)
+    assert math.isclose(fused_cross_entropy(logits, targets).item(), expected, rel_tol=1e-6)
+    assert COMPILED_LOSS["function"] is not None  # compiled, and kept for the next call
+
+    def no_compiler(*args, **kwargs):
+        raise RuntimeError("no working C++ compiler")
+
+    monkeypatch.setattr(torch, "compile", no_compiler)
+    monkeypatch.setitem(COMPILED_LOSS, "function", None)
+    with pytest.warns(UserWarning, match="could not be compiled.*no working C"):
+        assert math.isclose(fused_cross_entropy(logits, targets).item(), expected, rel_tol=1e-6)
+    assert COMPILED_LOSS["failed"] == "no working C++ compiler"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no second warning: the chunks run from now on
+        assert math.isclose(fused_cross_entropy(logits, targets).item(), expected, rel_tol=1e-6)
 
 
 def test_fused_cross_entropy_backward_runs_once():
