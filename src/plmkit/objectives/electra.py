@@ -15,8 +15,8 @@ from transformers import ElectraForMaskedLM
 from plmkit import flops
 from plmkit.errors import PlmError
 from plmkit.models.electra import build_generator
-from plmkit.objectives.base import LossOutput, objectives
-from plmkit.objectives.mlm import MaskedLM, MLMConfig, fused_cross_entropy
+from plmkit.objectives.base import LossOutput, fused_cross_entropy, objectives
+from plmkit.objectives.mlm import MaskedLM, MLMConfig
 
 
 @dataclass

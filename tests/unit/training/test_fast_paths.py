@@ -19,8 +19,8 @@ from plmkit.config import ModelConfig, TrainConfig
 from plmkit.errors import ConfigError
 from plmkit.models import build_model
 from plmkit.models.transformer import apply_fused_kernels, pick_attention, set_attention
-from plmkit.objectives.base import COMPILED_LOSS, summed_cross_entropy, use_compiled_loss
-from plmkit.objectives.mlm import MaskedLM, MLMConfig, SparseMaskedLM, fused_cross_entropy
+from plmkit.objectives.base import COMPILED_LOSS, fused_cross_entropy, summed_cross_entropy, use_compiled_loss
+from plmkit.objectives.mlm import MaskedLM, MLMConfig, SparseMaskedLM
 from plmkit.training import loop
 from plmkit.training.optim import build_optimizer
 
