@@ -6,9 +6,10 @@ vocabulary-sized logits and their gradient, the embedding gradient, activations)
 page faults and zeroed pages. Raising the threshold to 1 GiB keeps those blocks in the heap, where the next step
 reuses them: the benchmark model of benchmarks/mlm_throughput.py (bf16, 2 CPU cores) trained about 15% faster in a
 bare loop. The trim threshold is raised with it, or free() hands a large block at the top of the heap back to the
-kernel all the same: that took the plmkit run of the same benchmark from 19,000-38,000 page faults a step to about
-300, and 3-5% more tokens/s (fp32 and bf16). PyTorch's performance tuning guide makes the same point when it recommends jemalloc or TCMalloc for CPU
-training. The price: memory freed by the process stays with it (its resident size does not shrink after a peak).
+kernel all the same: raising it took a bare fp32 loop of the same model, with plmkit's head, loss and allocator,
+from 19,000-38,000 page faults a step to about 300, and `plm pretrain` of that benchmark ran 3-5% more tokens/s
+(fp32 and bf16). PyTorch's performance tuning guide makes the same point when it recommends jemalloc or TCMalloc
+for CPU training. The price: memory freed by the process stays with it (its resident size does not shrink after a peak).
 
 The setting is process-wide and stays for the life of the process (glibc cannot switch back to its dynamic
 threshold). Nothing happens on other C libraries (macOS, musl) or where mallopt is missing.
