@@ -30,6 +30,7 @@ embeddings, as BertConfig has them by default."""
 BLOCK, BATCH, LR = 128, 32, 5.0e-4
 MLM_ABLATIONS = {
     "sparse_head": ["objective.sparse_head=false"],
+    "sparse_last_layer": ["objective.sparse_last_layer=false"],
     "fused_loss": ["objective.fused_loss=false"],
     "compile_loss": ["train.compile_loss=false"],
     "fused_optimizer": ["train.fused_optimizer=false"],

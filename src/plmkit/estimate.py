@@ -137,6 +137,9 @@ class ModelSpec:
     seq_len: int
     head_fraction: float
     source: str
+    last_layer_fraction: float = 1.0
+    """Share of the positions at which the last layer computes its outputs: mask_prob for a masked LM, whose
+    objective.sparse_last_layer runs it only where a token is predicted."""
 
 
 def load_model_spec(model: str, seq_len: int | None = None) -> ModelSpec:
@@ -145,7 +148,8 @@ def load_model_spec(model: str, seq_len: int | None = None) -> ModelSpec:
     if model in PRESETS:
         preset = PRESETS[model]
         fraction = MLM_MASK_PROB if preset["objective"] == "mlm" else 1.0
-        return ModelSpec(model, flops.model_shape(preset), seq_len or preset["seq_len"], fraction, "preset")
+        return ModelSpec(model, flops.model_shape(preset), seq_len or preset["seq_len"], fraction, "preset",
+                         last_layer_fraction=fraction)
     path = Path(model).expanduser()
     if path.suffix in (".yaml", ".yml") and path.is_file():
         return _spec_from_run_config(path, seq_len)
@@ -158,7 +162,7 @@ def load_model_spec(model: str, seq_len: int | None = None) -> ModelSpec:
         length = seq_len or config.get("max_position_embeddings") or config.get("n_positions")
         if not length:
             raise ConfigError(f"{path} gives no sequence length; pass --seq-len")
-        return ModelSpec(str(model), shape, int(length), fraction, str(path))
+        return ModelSpec(str(model), shape, int(length), fraction, str(path), last_layer_fraction=fraction)
     raise ConfigError(f"unknown model {model!r}: give a preset ({', '.join(PRESETS)}), a run config YAML, or a "
                       "Hugging Face config.json or model folder")
 
@@ -183,8 +187,11 @@ def _spec_from_run_config(path: Path, seq_len: int | None) -> ModelSpec:
     fraction = flops.head_fraction(SimpleNamespace(model_kind="masked_lm" if cfg.objective.name == "mlm" else "",
                                                    cfg=cfg.objective))
     length = seq_len or cfg.data.block_size
+    sparse_layer = cfg.objective.name == "mlm" and cfg.objective.sparse_head and cfg.objective.sparse_last_layer
+    last = fraction if sparse_layer else 1.0
     if cfg.init.from_:
-        return dataclasses.replace(load_model_spec(cfg.init.from_, length), head_fraction=fraction)
+        return dataclasses.replace(load_model_spec(cfg.init.from_, length), head_fraction=fraction,
+                                   last_layer_fraction=last)
     vocab = cfg.model.vocab_size
     if vocab is None and cfg.tokenizer.pretrained:
         from plmkit.tokenization import load_tokenizer
@@ -192,7 +199,8 @@ def _spec_from_run_config(path: Path, seq_len: int | None) -> ModelSpec:
         vocab = len(load_tokenizer(cfg.tokenizer.pretrained))
     vocab = vocab or cfg.tokenizer.train.vocab_size  # a trained tokenizer has at most this many tokens
     shape = flops.model_shape(build_model_config(cfg.model, _VocabOnly(vocab)))
-    return ModelSpec(str(path), shape, length, fraction, f"{path} (model:, data.block_size, objective:)")
+    return ModelSpec(str(path), shape, length, fraction, f"{path} (model:, data.block_size, objective:)",
+                     last_layer_fraction=last)
 
 
 def activation_bytes(shape: flops.ModelShape, seq_len: int, micro_batch: int, head_fraction: float = 1.0,
@@ -265,7 +273,7 @@ def estimate(model: str, *, tokens: str | float | None = None, hardware: str = "
         raise ConfigError(f"--mfu must be in (0, 1]; got {mfu}")
     dtype = "bf16" if (hw.device, "bf16") in flops.PEAK_FLOPS else "fp16"
     peak = flops.PEAK_FLOPS[hw.device, dtype]
-    per_token = flops.flops_per_token(spec.shape, spec.seq_len, spec.head_fraction)
+    per_token = flops.flops_per_token(spec.shape, spec.seq_len, spec.head_fraction, spec.last_layer_fraction)
     total = per_token * n_tokens
     device_hours = total / (peak * mfu) / 3600
     memory, fits = {}, {}
@@ -280,7 +288,8 @@ def estimate(model: str, *, tokens: str | float | None = None, hardware: str = "
     return {
         "model": spec.name, "model_source": spec.source, "arch": spec.shape.arch,
         "parameters": counts.total, "non_embedding_parameters": counts.non_embedding,
-        "seq_len": spec.seq_len, "head_fraction": spec.head_fraction, "flops_per_token": per_token,
+        "seq_len": spec.seq_len, "head_fraction": spec.head_fraction,
+        "last_layer_fraction": spec.last_layer_fraction, "flops_per_token": per_token,
         "tokens": n_tokens, "flops": total,
         "hardware": hardware, "device": hw.name, "devices": devices, "dtype": dtype, "peak_flops_per_device": peak,
         "mfu": mfu, "mfu_source": mfu_source,
@@ -340,7 +349,8 @@ def render(result: dict):
             else "pass --price $/device-hour")
     for key, value in [
         ("parameters", f"{_si(r['parameters'])} ({_si(r['non_embedding_parameters'])} non-embedding)"),
-        ("sequence length", f"{r['seq_len']:,}" + (f" (LM head at {r['head_fraction']:.0%} of positions)"
+        ("sequence length", f"{r['seq_len']:,}" + (f" (LM head{' and last layer' if r['last_layer_fraction'] < 1 else ''}"
+                                                  f" at {r['head_fraction']:.0%} of positions)"
                                                   if r["head_fraction"] < 1 else "")),
         ("FLOPs per token", f"{_si(r['flops_per_token'])} (6·N + 12·L·H·Q)"),
         ("tokens", (f"{_si(r['tokens'])} ({_num(r['tokens_per_parameter'])} per parameter; Chinchilla-optimal "

@@ -109,12 +109,9 @@ def model_shape(config: Any) -> ModelShape:
 def parameter_counts(shape: ModelShape) -> ParameterCounts:
     """Parameters of the pre-training model, counted from its shape (equal to `num_parameters()` of the model
     transformers builds from the same config)."""
-    h, i, v, a, kv = (shape.hidden_size, shape.intermediate_size, shape.vocab_size, shape.attention_width,
-                      shape.num_kv_heads * shape.head_dim)
+    h, v = shape.hidden_size, shape.vocab_size
     norm = 2 * h if shape.layer_norm else h
-    attention = h * a + 2 * h * kv + a * h + (a + 2 * kv) * shape.qkv_bias + h * shape.out_bias
-    mlp = (3 if shape.glu else 2) * h * i + ((2 if shape.glu else 1) * i + h) * shape.mlp_bias
-    layer = attention + mlp + 2 * norm
+    layer = layer_parameters(shape)
     embedding = (v + shape.positions + shape.type_vocab_size) * h
     # BERT/RoBERTa normalise the embeddings; the others end with a final norm.
     body = shape.num_layers * layer + norm
@@ -124,13 +121,29 @@ def parameter_counts(shape: ModelShape) -> ParameterCounts:
                            head=transform + v * h)
 
 
-def flops_per_token(shape: ModelShape, seq_len: int, head_fraction: float = 1.0) -> float:
+def layer_parameters(shape: ModelShape, keys_and_values: bool = True) -> int:
+    """Parameters of one transformer layer (attention, feed-forward, two norms); without its key and value
+    projections when `keys_and_values` is false."""
+    h, i, a, kv = shape.hidden_size, shape.intermediate_size, shape.attention_width, shape.num_kv_heads * shape.head_dim
+    norm = 2 * h if shape.layer_norm else h
+    attention = h * a + 2 * h * kv + a * h + (a + 2 * kv) * shape.qkv_bias + h * shape.out_bias
+    mlp = (3 if shape.glu else 2) * h * i + ((2 if shape.glu else 1) * i + h) * shape.mlp_bias
+    projections = 0 if keys_and_values else 2 * kv * (h + shape.qkv_bias)
+    return attention + mlp + 2 * norm - projections
+
+
+def flops_per_token(shape: ModelShape, seq_len: int, head_fraction: float = 1.0,
+                    last_layer_fraction: float = 1.0) -> float:
     """Training FLOPs per token (forward + backward = 3 x forward): 6 per parameter a token passes through, the LM
     head at `head_fraction` of the positions, plus 12·L·H·Q for attention (QK^T and AV over all Q positions, the
-    PaLM / nanoGPT convention: causal masking is not discounted)."""
+    PaLM / nanoGPT convention: causal masking is not discounted). With `last_layer_fraction` < 1 the last layer
+    computes its outputs at that share of the positions only (plmkit's masked LM, objective.sparse_last_layer): its
+    keys and values still run at every position, the rest of it and its attention products at that share."""
     counts = parameter_counts(shape)
-    return (6 * (counts.body + head_fraction * counts.head)
+    full = (6 * (counts.body + head_fraction * counts.head)
             + 12 * shape.num_layers * shape.attention_width * seq_len)
+    query_side = 6 * layer_parameters(shape, keys_and_values=False) + 12 * shape.attention_width * seq_len
+    return full - (1.0 - last_layer_fraction) * query_side
 
 
 def module_flops_per_token(model: nn.Module, seq_len: float, head_fraction: float = 1.0) -> float:

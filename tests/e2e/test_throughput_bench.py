@@ -53,8 +53,8 @@ def _check_ablations(result: dict, names: set[str]) -> None:
 
 def test_mlm_throughput_smoke(tmp_path):
     result = _run("mlm_throughput.py", tmp_path)
-    _check_ablations(result, {"sparse_head", "fused_loss", "compile_loss", "fused_optimizer", "fast_dropout",
-                              "heap_allocations", "attention"})
+    _check_ablations(result, {"sparse_head", "sparse_last_layer", "fused_loss", "compile_loss", "fused_optimizer",
+                              "fast_dropout", "heap_allocations", "attention"})
     assert result["trainer"]["parameters"] == result["plmkit"]["parameters"]  # the same model on both sides
     assert result["model"]["vocab_size"] == 30522
     assert result["bare_tokens_per_s"] > 0  # the bare loop of the same model, for "loses nothing to a bare loop"

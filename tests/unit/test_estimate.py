@@ -127,12 +127,18 @@ def test_default_tokens_are_chinchilla_optimal():
     assert result["tokens"] == result["chinchilla_tokens"] == 20 * 8_030_261_248
 
 
-def test_masked_lm_preset_counts_the_head_at_15pct_of_positions():
+def test_masked_lm_preset_counts_the_head_and_last_layer_at_15pct_of_positions():
     spec = load_model_spec("bert-base")
-    assert spec.head_fraction == 0.15 and spec.seq_len == 512
+    assert spec.head_fraction == spec.last_layer_fraction == 0.15 and spec.seq_len == 512
+    # a BERT-base layer: 7,087,872 parameters; without the key and value projections (2 x (768 x 768 + 768))
+    assert flops.layer_parameters(spec.shape) == 7_087_872
+    assert flops.layer_parameters(spec.shape, keys_and_values=False) == 7_087_872 - 1_181_184
     full = flops.flops_per_token(spec.shape, 512)
-    assert estimate("bert-base", tokens="1B")["flops_per_token"] == pytest.approx(
-        full - 6 * 0.85 * flops.parameter_counts(spec.shape).head)
+    last_layer = 6 * (7_087_872 - 1_181_184) + 12 * 768 * 512  # its queries' side and attention products
+    result = estimate("bert-base", tokens="1B")
+    assert result["flops_per_token"] == pytest.approx(
+        full - 6 * 0.85 * flops.parameter_counts(spec.shape).head - 0.85 * last_layer)
+    assert result["last_layer_fraction"] == 0.15
 
 
 def test_run_config_yaml_gives_the_model_plmkit_would_build():

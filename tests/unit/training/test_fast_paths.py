@@ -19,7 +19,13 @@ from plmkit.config import ModelConfig, TrainConfig
 from plmkit.errors import ConfigError
 from plmkit.models import build_model
 from plmkit.models.transformer import apply_fused_kernels, pick_attention, set_attention
-from plmkit.objectives.base import COMPILED_LOSS, fused_cross_entropy, summed_cross_entropy, use_compiled_loss
+from plmkit.objectives.base import (
+    COMPILED_LOSS,
+    block_attention_mask,
+    fused_cross_entropy,
+    summed_cross_entropy,
+    use_compiled_loss,
+)
 from plmkit.objectives.mlm import MaskedLM, MLMConfig, SparseMaskedLM
 from plmkit.training import loop
 from plmkit.training.optim import build_optimizer
@@ -231,6 +237,70 @@ def test_mlm_head_and_loss_switches_give_the_same_loss(sparse_head, fused_loss, 
     out = obj.loss(obj.wrap(model), batch)
     assert math.isclose((out.loss_sum / out.num_targets).item(), reference, rel_tol=1e-5)
     assert obj.head_fraction == (0.15 if sparse_head else 1.0)  # what MFU counts
+
+
+@pytest.mark.parametrize(("arch", "attention", "documents"),
+                         [("bert", "sdpa", False), ("bert", "sdpa", True), ("bert", "eager", False),
+                          ("roberta", "sdpa", True), ("roberta", "eager", False)])
+def test_sparse_last_layer_gives_the_whole_layers_loss_and_gradients(arch, attention, documents):
+    """The last layer at the predicted positions only: loss within 1e-6 relative, every gradient within 1e-4 of its
+    tensor's largest (key biases, whose true gradient is 0 under softmax, excepted), with and without per-document
+    masks."""
+    torch.manual_seed(0)
+    model = _bert(arch=arch)  # 2 layers: the first runs whole, the last (sparse or not) is compared
+    set_attention(model, attention)
+    ids = torch.randint(5, 64, (3, 32))
+    labels = torch.full_like(ids, -100)
+    keep = torch.rand(3, 32) < 0.2
+    keep[1] = False  # a row with nothing to predict
+    labels[keep] = ids[keep]
+    mask = block_attention_mask(torch.randint(0, 3, (3, 32)).sort(1).values, causal=False) if documents else None
+    runs = []
+    for sparse_last_layer in (False, True):
+        module = SparseMaskedLM(model, sparse_last_layer=sparse_last_layer)
+        assert module.sparse_last_layer == sparse_last_layer
+        model.zero_grad()
+        loss, count = module(ids, labels, attention_mask=mask)
+        loss.backward()
+        runs.append((loss.item(), count.item(), {n: p.grad.clone() for n, p in model.named_parameters()}))
+    (whole, count, grads), (sparse, sparse_count, sparse_grads) = runs
+    assert sparse_count == count == keep.sum()
+    assert math.isclose(sparse, whole, rel_tol=1e-6)
+    for name, grad in grads.items():
+        if not name.endswith("key.bias"):
+            assert (sparse_grads[name] - grad).abs().max() <= 1e-4 * grad.abs().max(), name
+
+
+def test_sparse_last_layer_trains_with_dropout_and_counts_its_flops(bert_tokenizer):
+    torch.manual_seed(0)
+    model = _bert(dropout=0.1)
+    set_attention(model, "eager")
+    obj = MaskedLM(MLMConfig(), bert_tokenizer, seed=3)
+    module = obj.wrap(model)
+    assert module.sparse_last_layer
+    ids = torch.randint(5, 64, (4, 32))
+    labels = torch.full_like(ids, -100)
+    labels[:, ::5] = ids[:, ::5]
+    with torch.no_grad():
+        reference = SparseMaskedLM(model, sparse_last_layer=False)(ids, labels)[0].item()
+    losses = [module(ids, labels)[0] for _ in range(2)]
+    assert losses[0].item() != losses[1].item()  # dropout draws new masks in the sparse layer too
+    assert all(math.isclose(loss.item(), reference, rel_tol=0.1) for loss in losses)
+    losses[0].backward()
+    assert all(p.grad is not None for n, p in model.named_parameters() if not n.endswith("position_ids"))
+    assert module.extra_flops_per_token(32) < 0
+
+
+def test_sparse_last_layer_stays_off_where_it_cannot_run(bert_tokenizer):
+    """The whole last layer runs when the switch is off, without the sparse head, and with an attention
+    implementation the sparse layer does not call."""
+    model = _bert()
+    assert not SparseMaskedLM(model, sparse_last_layer=False).sparse_last_layer
+    assert not SparseMaskedLM(model, sparse=False).sparse_last_layer
+    assert SparseMaskedLM(model).sparse_last_layer
+    model.config._attn_implementation = "flex_attention"
+    assert not SparseMaskedLM(model).sparse_last_layer
+    assert SparseMaskedLM(model).extra_flops_per_token(32) == 0
 
 
 def test_compiled_masked_lm_stops_recompiling_as_the_masked_count_changes():

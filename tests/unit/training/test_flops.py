@@ -70,10 +70,11 @@ REALISTIC = {"hidden_size": 128, "num_hidden_layers": 2, "num_attention_heads": 
 BATCH, SEQ = 2, 128
 
 
-def test_sparse_mlm_bert_step_flops_within_10pct_of_flop_counter_fwd_bwd():
+@pytest.mark.parametrize("sparse_last_layer", [False, True])
+def test_sparse_mlm_bert_step_flops_within_10pct_of_flop_counter_fwd_bwd(sparse_last_layer):
     torch.manual_seed(0)
     config = transformers.BertConfig(vocab_size=2000, **REALISTIC, max_position_embeddings=SEQ)
-    model = SparseMaskedLM(_build(config))
+    model = SparseMaskedLM(_build(config), sparse_last_layer=sparse_last_layer)
     ids = torch.randint(5, 2000, (BATCH, SEQ))
     labels = torch.full_like(ids, -100)
     keep = torch.rand(BATCH, SEQ) < 0.15  # (B, T): the head runs only here
@@ -81,10 +82,19 @@ def test_sparse_mlm_bert_step_flops_within_10pct_of_flop_counter_fwd_bwd():
     counted = _counted_step_flops(model, input_ids=ids, labels=labels)
     shape = flops.model_shape(config)
     fraction = keep.float().mean().item()
-    analytic = BATCH * SEQ * flops.flops_per_token(shape, SEQ, head_fraction=fraction)
-    assert analytic == pytest.approx(counted, rel=0.10)
+    model.mask_prob = fraction  # what the last layer's saving is counted at (mask_prob in a run)
+    live = flops.module_flops_per_token(model.hf_model, SEQ, head_fraction=fraction) + model.extra_flops_per_token(SEQ)
+    analytic = flops.flops_per_token(shape, SEQ, head_fraction=fraction,
+                                     last_layer_fraction=fraction if sparse_last_layer else 1.0)
+    assert analytic == pytest.approx(live, rel=1e-9)  # the loop's count (live model) and the estimator's agree
+    assert BATCH * SEQ * analytic == pytest.approx(counted, rel=0.10)
     # the head adjustment matters here: counting the head at every position would miss by far more than 10%
     assert BATCH * SEQ * flops.flops_per_token(shape, SEQ) > 1.2 * counted
+    if sparse_last_layer:  # so does the last layer's: one of two layers, mostly at 15% of the positions
+        assert model.extra_flops_per_token(SEQ) < 0
+        assert BATCH * SEQ * flops.flops_per_token(shape, SEQ, head_fraction=fraction) > 1.2 * counted
+    else:
+        assert model.extra_flops_per_token(SEQ) == 0
 
 
 def test_gpt2_clm_step_flops_within_10pct_of_flop_counter_fwd_bwd():
@@ -155,7 +165,8 @@ def test_every_metrics_row_of_a_fit_has_positive_finite_mfu(debug_cfg, metrics, 
     assert len(rows) == 3
     config = json.loads((Path(cfg.run.output_dir) / "final" / "config.json").read_text())
     per_token = flops.flops_per_token(flops.model_shape(config), cfg.data.block_size,
-                                      head_fraction=cfg.objective.mask_prob)
+                                      head_fraction=cfg.objective.mask_prob,
+                                      last_layer_fraction=cfg.objective.mask_prob)
     for row in rows:
         assert math.isfinite(row["mfu"]) and 0 < row["mfu"] < 1
         assert row["flops_per_s"] == pytest.approx(row["tokens_per_s"] * per_token, rel=1e-3)
