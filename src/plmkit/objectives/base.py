@@ -125,11 +125,12 @@ def _chunk_loss(logits: Tensor, targets: Tensor) -> tuple[Tensor, Tensor, Tensor
     return ((lse - picked) * kept).sum(), rows, lse, kept
 
 
-def _loss_and_gradient(logits: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
-    """(summed float32 loss, its gradient in the logits' dtype) of (N, V) logits, written for torch.compile: inductor
-    turns it into a loop over rows that reads each row of logits a few times while it is in cache, with no (N, V)
-    float32 tensor in memory. Rows whose target is -100 add nothing and get a zero gradient."""
-    rows = logits.float()
+def _loss_and_gradient(logits: Tensor, targets: Tensor, bias: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """(summed float32 loss, its gradient in the logits' dtype) of (N, V) logits (plus a (V,) bias, added in float32
+    when given), written for torch.compile: inductor turns it into a loop over rows that reads each row of logits a
+    few times while it is in cache, with no (N, V) float32 tensor in memory. Rows whose target is -100 add nothing
+    and get a zero gradient."""
+    rows = logits.float() if bias is None else logits.float() + bias.float()
     kept = targets != -100
     safe = targets.clamp(min=0)
     top = rows.amax(-1, keepdim=True)  # (N, 1)
@@ -153,18 +154,17 @@ def use_compiled_loss(enabled: bool) -> None:
     COMPILED_LOSS["enabled"] = enabled
 
 
-def _compiled_loss_and_gradient(logits: Tensor, targets: Tensor) -> tuple[Tensor, Tensor] | None:
-    """`_loss_and_gradient` compiled by inductor (shapes dynamic: one compilation per process and dtype), or None
-    where it is switched off or cannot compile (no C++ compiler; Python without dynamo): a warning once, then the
-    chunked path."""
+def _compiled_loss_and_gradient(logits: Tensor, targets: Tensor,
+                                bias: Tensor | None = None) -> tuple[Tensor, Tensor] | None:
+    """`_loss_and_gradient` compiled by inductor (shapes dynamic: one compilation per process, dtype and with or
+    without a bias), or None where it is switched off or cannot compile (no C++ compiler; Python without dynamo): a
+    warning once, then the chunked path."""
     if (not COMPILED_LOSS["enabled"] or COMPILED_LOSS["failed"] or len(targets) == 0
             or _get_current_dispatch_mode() is not None):  # e.g. FlopCounterMode: it counts the eager ops
         return None
-    if COMPILED_LOSS["function"] is not None:
-        return COMPILED_LOSS["function"](logits, targets)
     try:
-        function = torch.compile(_loss_and_gradient, dynamic=True)
-        out = function(logits, targets)
+        function = COMPILED_LOSS["function"] or torch.compile(_loss_and_gradient, dynamic=True)
+        out = function(logits, targets, bias)
     except (RuntimeError, torch._dynamo.exc.TorchDynamoException) as e:
         COMPILED_LOSS["failed"] = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         warnings.warn(f"the cross-entropy kernel could not be compiled ({COMPILED_LOSS['failed']}); using the "
@@ -174,27 +174,30 @@ def _compiled_loss_and_gradient(logits: Tensor, targets: Tensor) -> tuple[Tensor
     return out
 
 
+def _chunked_loss_and_gradient(logits: Tensor, targets: Tensor, chunk_rows: int) -> tuple[Tensor, Tensor]:
+    """(summed float32 loss, its gradient in the logits' dtype) of (N, V) logits, a chunk of rows at a time in
+    float32 (the path without the compiled kernel)."""
+    loss = logits.new_zeros((), dtype=torch.float32)
+    grad = torch.empty_like(logits)  # (N, V), d loss_sum / d logits
+    with torch.autocast(logits.device.type, enabled=False):  # float32 throughout, whatever the precision
+        for i in range(0, len(targets), chunk_rows):
+            part, rows, lse, kept = _chunk_loss(logits[i:i + chunk_rows], targets[i:i + chunk_rows])
+            loss += part
+            probs = rows.sub_(lse[:, None]).exp_()  # (n, V) softmax, in place of the float32 copy
+            if kept is None:
+                probs[torch.arange(len(probs)), targets[i:i + chunk_rows]] -= 1.0
+            else:
+                probs[kept.nonzero().squeeze(1), targets[i:i + chunk_rows][kept]] -= 1.0
+                probs[~kept] = 0.0  # an ignored row has no loss, so no gradient
+            grad[i:i + chunk_rows] = probs
+    return loss, grad
+
+
 class _FusedCrossEntropy(torch.autograd.Function):
     @staticmethod
     def forward(ctx, logits: Tensor, targets: Tensor, chunk_rows: int) -> Tensor:
-        compiled = _compiled_loss_and_gradient(logits, targets)
-        if compiled is not None:
-            loss, grad = compiled
-            ctx.save_for_backward(grad)
-            return loss
-        loss = logits.new_zeros((), dtype=torch.float32)
-        grad = torch.empty_like(logits)  # (N, V), d loss_sum / d logits
-        with torch.autocast(logits.device.type, enabled=False):  # float32 throughout, whatever the precision
-            for i in range(0, len(targets), chunk_rows):
-                part, rows, lse, kept = _chunk_loss(logits[i:i + chunk_rows], targets[i:i + chunk_rows])
-                loss += part
-                probs = rows.sub_(lse[:, None]).exp_()  # (n, V) softmax, in place of the float32 copy
-                if kept is None:
-                    probs[torch.arange(len(probs)), targets[i:i + chunk_rows]] -= 1.0
-                else:
-                    probs[kept.nonzero().squeeze(1), targets[i:i + chunk_rows][kept]] -= 1.0
-                    probs[~kept] = 0.0  # an ignored row has no loss, so no gradient
-                grad[i:i + chunk_rows] = probs
+        out = _compiled_loss_and_gradient(logits, targets)
+        loss, grad = out if out is not None else _chunked_loss_and_gradient(logits, targets, chunk_rows)
         ctx.save_for_backward(grad)
         return loss
 
@@ -207,6 +210,52 @@ class _FusedCrossEntropy(torch.autograd.Function):
         # In place, by a Python float (computed in float32, rounded once to grad's dtype): about 4x faster on a CPU
         # than `grad * grad_loss`, which allocates another (N, V) tensor.
         return grad.mul_(float(grad_loss)), None, None
+
+
+def linear_cross_entropy(x: Tensor, linear: nn.Linear, targets: Tensor) -> Tensor:
+    """Summed cross-entropy of the logits `linear(x)` ((N, V), e.g. an LM decoder at the predicted positions) over
+    the rows whose target is not -100: `fused_cross_entropy(linear(x), targets)`, with the same loss and gradients
+    up to rounding, for less memory traffic where the fused path runs.
+
+    With gradients on, on a CPU, not under torch.compile and with the compiled loss kernel available
+    (train.compile_loss), the projection runs without its bias, the kernel adds the bias in float32 as it computes
+    the loss and the gradient of the logits, and the backward pass applies the upstream gradient (a scalar) to the
+    small operands, the (N, H) input and gradient, rather than to the (N, V) gradient of the logits: no bias copied
+    into the logits, no pass over them to scale their gradient. Under CPU autocast the products run in its dtype, as
+    `linear` would. Elsewhere, `fused_cross_entropy(linear(x), targets)`."""
+    if (torch.compiler.is_compiling() or x.device.type != "cpu" or not torch.is_grad_enabled()
+            or not COMPILED_LOSS["enabled"] or COMPILED_LOSS["failed"] or len(targets) == 0
+            or _get_current_dispatch_mode() is not None):
+        return fused_cross_entropy(linear(x), targets)
+    dtype = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else x.dtype
+    return _LinearCrossEntropy.apply(x, linear.weight, linear.bias, targets, dtype)
+
+
+class _LinearCrossEntropy(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor | None, targets: Tensor, dtype: torch.dtype) -> Tensor:
+        with torch.autocast("cpu", enabled=False):
+            inputs, matrix = x.to(dtype), weight.to(dtype)
+            logits = inputs @ matrix.t()  # (N, V), no bias
+            out = _compiled_loss_and_gradient(logits, targets, bias)
+            if out is None:  # the kernel failed to compile just now: the chunks, with the bias added first
+                out = _chunked_loss_and_gradient(logits if bias is None else logits.add_(bias.to(dtype)), targets, 64)
+        loss, grad = out  # grad: (N, V) in dtype
+        ctx.save_for_backward(inputs, matrix, grad)
+        ctx.dtypes = (x.dtype, weight.dtype, None if bias is None else bias.dtype)
+        return loss
+
+    @staticmethod
+    def backward(ctx, grad_loss: Tensor):
+        inputs, matrix, grad = ctx.saved_tensors
+        scale = float(grad_loss)
+        x_dtype, weight_dtype, bias_dtype = ctx.dtypes
+        with torch.autocast("cpu", enabled=False):
+            grad_x = (grad @ matrix).mul_(scale).to(x_dtype) if ctx.needs_input_grad[0] else None
+            grad_weight = (grad.t() @ (inputs * scale)).to(weight_dtype) if ctx.needs_input_grad[1] else None
+            grad_bias = (grad.sum(0).to(torch.float32).mul_(scale).to(bias_dtype)  # summed in float32 inside
+                         if bias_dtype is not None and ctx.needs_input_grad[2] else None)
+        return grad_x, grad_weight, grad_bias, None, None
 
 
 def unwrap_training_module(module: nn.Module) -> nn.Module:

@@ -9,11 +9,14 @@ With `whole_word: true` whole words are selected instead (BERT-wwm; Chinese with
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 from transformers.masking_utils import create_bidirectional_mask
+from transformers.models.bert.modeling_bert import BertLMPredictionHead
+from transformers.models.roberta.modeling_roberta import RobertaLMHead
 
 from plmkit.errors import ConfigError
 from plmkit.models import masked_lm_head
@@ -22,6 +25,7 @@ from plmkit.objectives.base import (
     block_attention_mask,
     example_generator,
     fused_cross_entropy,
+    linear_cross_entropy,
     objectives,
 )
 
@@ -129,16 +133,23 @@ class SparseMaskedLM(nn.Module):
         keep = labels != -100  # (B, T)
         if self.sparse and self.sparse_last_layer and set(kwargs) <= {"token_type_ids", "position_ids"}:
             picked = encode_at(self.hf_model.base_model, input_ids, attention_mask, keep, **kwargs)  # (N, H)
-            logits = masked_lm_head(self.hf_model)(picked)  # (N, V)
         elif self.sparse:
             hidden = self.hf_model.base_model(input_ids=input_ids, attention_mask=attention_mask,
                                               **kwargs).last_hidden_state  # (B, T, H)
-            logits = masked_lm_head(self.hf_model)(hidden[keep])  # (N, V)
+            picked = hidden[keep]  # (N, H)
         else:
             logits = self.hf_model(input_ids=input_ids, attention_mask=attention_mask, **kwargs).logits[keep]  # (N, V)
+            return self._loss(logits, labels[keep]), keep.sum()
+        split = split_head(masked_lm_head(self.hf_model)) if self.fused_loss else None
+        if split is not None:  # the decoder and the loss in one step (objectives/base.py)
+            transform, decoder = split
+            return linear_cross_entropy(transform(picked), decoder, labels[keep]), keep.sum()
+        return self._loss(masked_lm_head(self.hf_model)(picked), labels[keep]), keep.sum()  # logits (N, V)
+
+    def _loss(self, logits: Tensor, targets: Tensor) -> Tensor:
         if self.fused_loss:
-            return fused_cross_entropy(logits, labels[keep]), keep.sum()
-        return nn.functional.cross_entropy(logits.float(), labels[keep], reduction="sum"), keep.sum()
+            return fused_cross_entropy(logits, targets)
+        return nn.functional.cross_entropy(logits.float(), targets, reduction="sum")
 
     def extra_flops_per_token(self, seq_len: float) -> float:
         """Training FLOPs per token that the sparse last layer does not spend (negative; 0 without it): its
@@ -152,6 +163,18 @@ class SparseMaskedLM(nn.Module):
         per_token = sum((4 + 2 * p.requires_grad) * p.numel() for p in layer.parameters() if id(p) not in everywhere)
         width = attention.num_attention_heads * attention.attention_head_size
         return -(1.0 - self.mask_prob) * (per_token + 12 * width * seq_len)
+
+
+def split_head(head: nn.Module) -> tuple[Callable[[Tensor], Tensor], nn.Linear] | None:
+    """(the transform before the vocabulary projection, the projection) of transformers' BERT and RoBERTa masked-LM
+    heads, whose forward is `decoder(transform(x))`; None for other heads (they run whole)."""
+    predictions = getattr(head, "predictions", None)  # BERT's BertOnlyMLMHead
+    if (isinstance(predictions, BertLMPredictionHead) and isinstance(predictions.transform, nn.Module)
+            and isinstance(predictions.decoder, nn.Linear)):
+        return predictions.transform, predictions.decoder
+    if type(head) is RobertaLMHead and isinstance(head.decoder, nn.Linear):  # dense, GELU, LayerNorm, decoder
+        return (lambda x: head.layer_norm(nn.functional.gelu(head.dense(x)))), head.decoder
+    return None
 
 
 SPARSE_LAYER_ATTENTION = ("eager", "sdpa", "flash_attention_2")

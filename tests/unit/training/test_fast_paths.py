@@ -23,6 +23,7 @@ from plmkit.objectives.base import (
     COMPILED_LOSS,
     block_attention_mask,
     fused_cross_entropy,
+    linear_cross_entropy,
     summed_cross_entropy,
     use_compiled_loss,
 )
@@ -213,6 +214,63 @@ def test_compiled_loss_is_used_and_falls_back_to_the_chunks_when_it_cannot_compi
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no second warning: the chunks run from now on
         assert math.isclose(fused_cross_entropy(logits, targets).item(), expected, rel_tol=1e-6)
+
+
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_linear_cross_entropy_gives_the_unfused_loss_and_gradients(precision, bias, loss_kernel):
+    """The decoder and the loss in one step: the loss of `fused_cross_entropy(linear(x))` within 1e-6 relative
+    (fp32; 1e-3 under bf16 autocast, where the bias is added in float32 rather than bf16), and the gradients of the
+    input, weight and bias (scaled by the upstream gradient) within float32 / bf16 rounding."""
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(24, 97, bias=bias)
+    x = torch.randn(150, 24)
+    targets = torch.randint(0, 97, (150,))
+    targets[[3, 70]] = -100
+    runs = []
+    for fused in (False, True):
+        linear.zero_grad()
+        inputs = x.clone().requires_grad_()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+            loss = (linear_cross_entropy(inputs, linear, targets) if fused
+                    else fused_cross_entropy(linear(inputs), targets))
+        (loss * 0.37).backward()
+        runs.append((loss.item(), inputs.grad, *(p.grad.clone() for p in linear.parameters())))
+    (plain, *plain_grads), (fused, *fused_grads) = runs
+    assert math.isclose(fused, plain, rel_tol=1e-6 if precision == "fp32" else 1e-3)
+    for a, b in zip(fused_grads, plain_grads):
+        assert a.dtype == torch.float32
+        if precision == "fp32":
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+        else:  # products rounded to bf16 on both sides, in another order: within 1% of the tensor's largest
+            assert (a - b).abs().max() <= 1e-2 * b.abs().max()
+    with torch.no_grad():  # evaluation: the unfused path
+        assert math.isclose(linear_cross_entropy(x, linear, targets).item(),
+                            fused_cross_entropy(linear(x), targets).item(), rel_tol=1e-6)
+
+
+def test_linear_cross_entropy_falls_back_to_the_chunks_when_the_kernel_cannot_compile(monkeypatch):
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(8, 13)
+    x = torch.randn(70, 8, requires_grad=True)
+    targets = torch.randint(0, 13, (70,))
+    expected = torch.nn.functional.cross_entropy(linear(x), targets, reduction="sum")
+    expected.backward()
+    want = x.grad.clone(), linear.weight.grad.clone(), linear.bias.grad.clone()
+    x.grad = linear.weight.grad = linear.bias.grad = None
+
+    def no_compiler(*args, **kwargs):
+        raise RuntimeError("no working C++ compiler")
+
+    monkeypatch.setattr(torch, "compile", no_compiler)
+    monkeypatch.setitem(COMPILED_LOSS, "function", None)
+    monkeypatch.setitem(COMPILED_LOSS, "failed", None)
+    with pytest.warns(UserWarning, match="could not be compiled"):
+        loss = linear_cross_entropy(x, linear, targets)  # compiling fails inside the fused step: chunks, bias added
+    assert math.isclose(loss.item(), expected.item(), rel_tol=1e-6)
+    loss.backward()
+    for got, wanted in zip((x.grad, linear.weight.grad, linear.bias.grad), want):
+        torch.testing.assert_close(got, wanted, rtol=1e-5, atol=1e-6)
 
 
 def test_fused_cross_entropy_backward_runs_once():
