@@ -1,8 +1,9 @@
 """Every fast path of the training loop gives the plain path's loss within a stated tolerance (docs/pretraining.md,
 "Speed"): fused AdamW (1e-5 relative, fp32), eager vs SDPA attention (1e-5, fp32, no dropout), the fused
-cross-entropy (1e-6 loss, gradients to float32 rounding), the sparse vs full MLM head (1e-5), bf16 autocast vs fp32
-(first-step loss within 2e-2 relative) and torch.compile vs eager (1e-4, slow). Also: the switches choose what they
-say on this machine."""
+cross-entropy (1e-6 loss, gradients to float32 rounding), the decoder fused into it (1e-6 loss in fp32), the sparse vs
+full MLM head (1e-5), the sparse vs whole last layer (1e-6 loss, gradients 1e-4), bf16 autocast vs fp32 (first-step
+loss within 2e-2 relative) and torch.compile vs eager (1e-4, slow). Also: the switches choose what they say on this
+machine."""
 
 from __future__ import annotations
 
