@@ -146,6 +146,12 @@ def flops_per_token(shape: ModelShape, seq_len: int, head_fraction: float = 1.0,
     return full - (1.0 - last_layer_fraction) * query_side
 
 
+def parameter_flops(p: nn.Parameter) -> int:
+    """Training FLOPs per token of one weight a token passes through: 2 forward, 2 for its input's gradient, 2 for
+    its own gradient when it is trained. DeepSpeed ZeRO-3 partitions keep the full size in ds_numel."""
+    return (4 + 2 * p.requires_grad) * getattr(p, "ds_numel", p.numel())
+
+
 def module_flops_per_token(model: nn.Module, seq_len: float, head_fraction: float = 1.0) -> float:
     """Training FLOPs per token of a live transformers model (any head, LoRA adapters included).
 
@@ -161,9 +167,7 @@ def module_flops_per_token(model: nn.Module, seq_len: float, head_fraction: floa
     embedding = {id(m.weight) for m in model.modules() if isinstance(m, nn.Embedding)}
     in_base = {id(p) for p in base.parameters()}
 
-    def cost(p: nn.Parameter) -> int:  # DeepSpeed ZeRO-3 partitions keep the full size in ds_numel
-        return (4 + 2 * p.requires_grad) * getattr(p, "ds_numel", p.numel())
-
+    cost = parameter_flops
     body = sum(cost(p) for p in model.parameters() if id(p) not in embedding and id(p) in in_base)
     head = sum(cost(p) for p in model.parameters() if id(p) not in embedding and id(p) not in in_base)
     output = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None

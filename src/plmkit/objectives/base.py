@@ -154,13 +154,19 @@ def use_compiled_loss(enabled: bool) -> None:
     COMPILED_LOSS["enabled"] = enabled
 
 
+def _compiled_loss_off(targets: Tensor) -> bool:
+    """Whether the compiled kernel is not to be tried for these targets: switched off, failed to compile earlier,
+    nothing to score, or a dispatch mode active (e.g. FlopCounterMode, which counts the eager ops)."""
+    return (not COMPILED_LOSS["enabled"] or bool(COMPILED_LOSS["failed"]) or len(targets) == 0
+            or _get_current_dispatch_mode() is not None)
+
+
 def _compiled_loss_and_gradient(logits: Tensor, targets: Tensor,
                                 bias: Tensor | None = None) -> tuple[Tensor, Tensor] | None:
     """`_loss_and_gradient` compiled by inductor (shapes dynamic: one compilation per process, dtype and with or
     without a bias), or None where it is switched off or cannot compile (no C++ compiler; Python without dynamo): a
     warning once, then the chunked path."""
-    if (not COMPILED_LOSS["enabled"] or COMPILED_LOSS["failed"] or len(targets) == 0
-            or _get_current_dispatch_mode() is not None):  # e.g. FlopCounterMode: it counts the eager ops
+    if _compiled_loss_off(targets):
         return None
     try:
         function = COMPILED_LOSS["function"] or torch.compile(_loss_and_gradient, dynamic=True)
@@ -224,8 +230,7 @@ def linear_cross_entropy(x: Tensor, linear: nn.Linear, targets: Tensor) -> Tenso
     into the logits, no pass over them to scale their gradient. Under CPU autocast the products run in its dtype, as
     `linear` would. Elsewhere, `fused_cross_entropy(linear(x), targets)`."""
     if (torch.compiler.is_compiling() or x.device.type != "cpu" or not torch.is_grad_enabled()
-            or not COMPILED_LOSS["enabled"] or COMPILED_LOSS["failed"] or len(targets) == 0
-            or _get_current_dispatch_mode() is not None):
+            or _compiled_loss_off(targets)):
         return fused_cross_entropy(linear(x), targets)
     dtype = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else x.dtype
     return _LinearCrossEntropy.apply(x, linear.weight, linear.bias, targets, dtype)

@@ -19,6 +19,7 @@ from transformers.models.bert.modeling_bert import BertLMPredictionHead
 from transformers.models.roberta.modeling_roberta import RobertaLMHead
 
 from plmkit.errors import ConfigError
+from plmkit.flops import parameter_flops
 from plmkit.models import masked_lm_head
 from plmkit.objectives.base import (
     LossOutput,
@@ -160,7 +161,7 @@ class SparseMaskedLM(nn.Module):
         layer = self.hf_model.base_model.encoder.layer[-1]
         attention = layer.attention.self
         everywhere = {id(p) for p in (*attention.key.parameters(), *attention.value.parameters())}
-        per_token = sum((4 + 2 * p.requires_grad) * p.numel() for p in layer.parameters() if id(p) not in everywhere)
+        per_token = sum(parameter_flops(p) for p in layer.parameters() if id(p) not in everywhere)
         width = attention.num_attention_heads * attention.attention_head_size
         return -(1.0 - self.mask_prob) * (per_token + 12 * width * seq_len)
 
