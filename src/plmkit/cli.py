@@ -214,8 +214,11 @@ def predict(model_dir: Annotated[Path, typer.Argument(help="A fine-tuned model f
 
 @app.command()
 def estimate(
-    model: Annotated[str, typer.Argument(help="A preset (gpt2, llama-3-8b, qwen2-72b, ...: docs/estimate.md), a run "
-                                              "config YAML, or a Hugging Face config.json or model folder.")],
+    model: Annotated[str | None, typer.Argument(help="A preset (gpt2, llama-3-8b, qwen2-72b, ...: docs/estimate.md), a "
+                                                     "run config YAML, or a Hugging Face config.json or model folder.")]
+    = None,
+    preset: Annotated[str | None, typer.Option(help="A preset by name, instead of the argument: --preset qwen2-72b.")]
+    = None,
     tokens: Annotated[str | None, typer.Option(help="Training tokens: 7e12, 7T, 300B (default: Chinchilla-optimal).")]
     = None,
     hardware: Annotated[str, typer.Option(help="h100 (SXM), h100-pcie, h200, a100, l4, rtx4090, ...")] = "h100",
@@ -231,8 +234,16 @@ def estimate(
 ) -> None:
     """Estimate FLOPs, device-hours, days, memory per device, energy and cost of pre-training a model."""
     from plmkit import api
+    from plmkit.errors import ConfigError
+    from plmkit.estimate import PRESETS
 
-    result = api.estimate(model, tokens=tokens, hardware=hardware, devices=devices, mfu=mfu, measure=measure,
+    if (model is None) == (preset is None):
+        raise ConfigError("give the model once: a preset, run config YAML or Hugging Face config as the argument, or "
+                          "--preset NAME" + (", not both" if model is not None else ""))
+    if preset is not None and preset not in PRESETS:
+        raise ConfigError(f"--preset {preset!r} is not a preset; choose one of {', '.join(PRESETS)} (or give a config "
+                          "file or model folder as the argument)")
+    result = api.estimate(model or preset, tokens=tokens, hardware=hardware, devices=devices, mfu=mfu, measure=measure,
                           seq_len=seq_len, micro_batch=micro_batch, price=price, pue=pue)
     if json_:
         emit(result)

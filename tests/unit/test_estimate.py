@@ -192,6 +192,25 @@ def test_cli_json_is_one_object_on_one_stdout_line():
     assert data["flops"] == pytest.approx(3.227e24, rel=1e-3)
 
 
+def test_cli_preset_option_gives_what_the_argument_gives():
+    """The issue's check: `plm estimate --preset qwen2-72b ...` (the preset as an option) is the positional form."""
+    args = ["--tokens", "7e12", "--hardware", "h100", "--devices", "1024", "--mfu", "0.4", "--json"]
+    by_option = CliRunner().invoke(app, ["estimate", "--preset", "qwen2-72b", *args])
+    by_argument = CliRunner().invoke(app, ["estimate", "qwen2-72b", *args])
+    assert by_option.exit_code == 0, by_option.output
+    assert json.loads(by_option.stdout) == json.loads(by_argument.stdout)
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["estimate"], "give the model once"),
+    (["estimate", "gpt2", "--preset", "gpt2"], "not both"),
+    (["estimate", "--preset", "configs/debug/mlm.yaml"], "is not a preset; choose one of"),
+])
+def test_cli_model_given_wrongly_is_a_clear_error(argv, message):
+    result = CliRunner().invoke(app, argv)
+    assert isinstance(result.exception, ConfigError) and message in str(result.exception)
+
+
 def test_cli_table_for_people():
     result = CliRunner().invoke(app, ["estimate", "gpt2", "--tokens", "300B", "--price", "2"])
     assert result.exit_code == 0, result.output
