@@ -35,6 +35,7 @@ MLM_ABLATIONS = {
     "compile_loss": ["train.compile_loss=false"],
     "fused_optimizer": ["train.fused_optimizer=false"],
     "fast_dropout": ["train.fast_dropout=false"],
+    "compile_dropout": ["train.compile_dropout=false"],
     "heap_allocations": ["train.heap_allocations=false"],
     "attention": ["train.attention=sdpa"],
     "bf16": ["train.precision=fp32"],

@@ -172,6 +172,10 @@ class TrainConfig:
     """On a CPU, dropout masks from 16-bit slices of 64-bit random integers instead of bernoulli_ (drop probability
     rounded to a multiple of 1/65536; about 2.5x cheaper dropout); nothing on CUDA, with compile or with
     gradient_checkpointing."""
+    compile_dropout: bool = True
+    """With fast_dropout: each mask is drawn and applied by one kernel that torch.compile (inductor) generates, from a
+    hash of the element's index and a seed drawn from torch's generator (same drop probability and scale; about
+    twice as fast again); it needs a C++ compiler, and without one the 16-bit slices run, after a warning."""
     compile_loss: bool = True
     """On a CPU, the float32 cross-entropy of the language-model losses (masked and causal LM, T5, ELECTRA's
     generator) runs as one kernel that torch.compile (inductor) generates, compiled once per process (a few

@@ -54,7 +54,7 @@ def _check_ablations(result: dict, names: set[str]) -> None:
 def test_mlm_throughput_smoke(tmp_path):
     result = _run("mlm_throughput.py", tmp_path)
     _check_ablations(result, {"sparse_head", "sparse_last_layer", "fused_loss", "compile_loss", "fused_optimizer",
-                              "fast_dropout", "heap_allocations", "attention"})
+                              "fast_dropout", "compile_dropout", "heap_allocations", "attention"})
     assert result["trainer"]["parameters"] == result["plmkit"]["parameters"]  # the same model on both sides
     assert result["model"]["vocab_size"] == 30522
     assert result["bare_tokens_per_s"] > 0  # the bare loop of the same model, for "loses nothing to a bare loop"
@@ -67,5 +67,6 @@ def test_mlm_throughput_smoke(tmp_path):
 def test_finetune_throughput_smoke(tmp_path):
     result = _run("finetune_throughput.py", tmp_path, "--precision", "fp32")
     assert result["precision"] == "fp32"
-    _check_ablations(result, {"group_by_length", "fused_optimizer", "fast_dropout", "heap_allocations", "attention"})
+    _check_ablations(result, {"group_by_length", "fused_optimizer", "fast_dropout", "compile_dropout",
+                              "heap_allocations", "attention"})
     assert result["trainer"]["group_by_length"] is False

@@ -27,7 +27,7 @@ from plmkit.models.transformer import apply_fused_kernels, pick_attention, set_a
 from plmkit.objectives import EVAL_INDEX_OFFSET, Objective
 from plmkit.objectives.base import use_compiled_loss
 from plmkit.training import allocator, checkpoint
-from plmkit.training.dropout import FastDropout
+from plmkit.training.dropout import FastDropout, use_compiled_masks
 from plmkit.training.logging import MetricsLog, plot_losses, progress_bar, status_text, stderr
 from plmkit.training.optim import build_optimizer, build_scheduler
 
@@ -173,6 +173,7 @@ def fit(cfg: RunConfig, model: torch.nn.Module, objective: Objective, train_set:
     if fast_masks:
         kernels.append("fast dropout masks")
     dropout_mode = FastDropout if fast_masks else nullcontext
+    use_compiled_masks(tc.compile_dropout)
     use_compiled_loss(tc.compile_loss and not tc.compile)  # inside a compiled model, the plain loss is traced
     if tc.heap_allocations and acc.device.type == "cpu" and allocator.heap_for_large_tensors():
         kernels.append("heap allocations")
