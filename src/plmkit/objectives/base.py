@@ -8,7 +8,6 @@ how a global batch is split.
 from __future__ import annotations
 
 import hashlib
-import warnings
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -16,6 +15,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils._python_dispatch import _get_current_dispatch_mode
 
+from plmkit.compiled import run_compiled
 from plmkit.registry import Registry
 
 objectives = Registry("objective")
@@ -168,16 +168,9 @@ def _compiled_loss_and_gradient(logits: Tensor, targets: Tensor,
     warning once, then the chunked path."""
     if _compiled_loss_off(targets):
         return None
-    try:
-        function = COMPILED_LOSS["function"] or torch.compile(_loss_and_gradient, dynamic=True)
-        out = function(logits, targets, bias)
-    except (RuntimeError, torch._dynamo.exc.TorchDynamoException) as e:
-        COMPILED_LOSS["failed"] = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        warnings.warn(f"the cross-entropy kernel could not be compiled ({COMPILED_LOSS['failed']}); using the "
-                      "slower chunked loss (train.compile_loss=false skips the attempt)", stacklevel=2)
-        return None
-    COMPILED_LOSS["function"] = function
-    return out
+    return run_compiled(COMPILED_LOSS, _loss_and_gradient, (logits, targets, bias),
+                        failure="the cross-entropy kernel could not be compiled", fallback="the slower chunked loss",
+                        switch="train.compile_loss")
 
 
 def _chunked_loss_and_gradient(logits: Tensor, targets: Tensor, chunk_rows: int) -> tuple[Tensor, Tensor]:

@@ -25,12 +25,12 @@ tensors; where it cannot compile (no C++ compiler), a warning and the slices.
 
 from __future__ import annotations
 
-import warnings
-
 import torch
 from torch import Tensor
 from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import _get_current_dispatch_mode
+
+from plmkit.compiled import run_compiled
 
 LEVELS = 1 << 16
 """Each draw is one of 65,536 levels."""
@@ -93,18 +93,12 @@ def _compiled_dropout(x: Tensor, p: float) -> tuple[Tensor, Tensor] | None:
     seed = torch.empty((), dtype=torch.int64).random_(-(1 << 63), None)  # one draw of torch's generator
     # The scale rounded to x's dtype here: inductor would multiply by the float32 one, not by the saved mask's.
     scale = torch.tensor(1.0 / (1.0 - p), dtype=x.dtype).double()  # a tensor: no recompilation per value
-    try:
-        function = COMPILED_MASKS["function"] or torch.compile(_hashed_dropout, dynamic=True)
-        if x.dtype not in COMPILED_MASKS["verified"]:
-            _verify(function, x.dtype)
-        out, mask = function(x.reshape(-1), seed, round(p * LEVELS), scale)  # 1-D: one graph per dtype
-    except (RuntimeError, torch._dynamo.exc.TorchDynamoException) as e:
-        COMPILED_MASKS["failed"] = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        warnings.warn(f"the dropout kernel could not be compiled or checked ({COMPILED_MASKS['failed']}); using the slower "
-                      "masks from 16-bit slices (train.compile_dropout=false skips the attempt)", stacklevel=2)
-        return None
-    COMPILED_MASKS["function"] = function
-    return out.view(x.shape), mask.view(x.shape)
+    check = None if x.dtype in COMPILED_MASKS["verified"] else (lambda function: _verify(function, x.dtype))
+    args = (x.reshape(-1), seed, round(p * LEVELS), scale)  # 1-D: one graph per dtype, whatever the rank
+    out = run_compiled(COMPILED_MASKS, _hashed_dropout, args, failure="the dropout kernel could not be compiled or "
+                       "checked", fallback="the slower masks from 16-bit slices", switch="train.compile_dropout",
+                       check=check)
+    return None if out is None else (out[0].view(x.shape), out[1].view(x.shape))
 
 
 def _verify(function, dtype: torch.dtype) -> None:
