@@ -45,7 +45,6 @@ FINETUNE_ABLATIONS = {
     "group_by_length": ["train.group_by_length=false"],
     "fused_optimizer": ["train.fused_optimizer=false"],
     "fast_dropout": ["train.fast_dropout=false"],
-    "compile_dropout": ["train.compile_dropout=false"],
     "heap_allocations": ["train.heap_allocations=false"],
     "attention": ["train.attention=sdpa"],
     "bf16": ["train.precision=fp32"],

@@ -172,10 +172,12 @@ class TrainConfig:
     """On a CPU, dropout masks from 16-bit slices of 64-bit random integers instead of bernoulli_ (drop probability
     rounded to a multiple of 1/65536; about 2.5x cheaper dropout); nothing on CUDA, with compile or with
     gradient_checkpointing."""
-    compile_dropout: bool = True
+    compile_dropout: bool | None = None
     """With fast_dropout: each mask is drawn and applied by one kernel that torch.compile (inductor) generates, from a
     hash of the element's index and a seed drawn from torch's generator (same drop probability and scale; about
-    twice as fast again); it needs a C++ compiler, and without one the 16-bit slices run, after a warning."""
+    twice as fast again); it needs a C++ compiler, and without one the 16-bit slices run, after a warning. null: on
+    for pre-training, off for fine-tuning tasks (their masks are small, and the kernel would add torch.compile's
+    start-up, a few seconds, to short runs)."""
     compile_loss: bool = True
     """On a CPU, the float32 cross-entropy of the language-model losses (masked and causal LM, T5, ELECTRA's
     generator) runs as one kernel that torch.compile (inductor) generates, compiled once per process (a few
@@ -501,19 +503,24 @@ def reference_markdown() -> str:
               "[pretraining.md](pretraining.md)."), "",
              "| key | type | default | meaning |", "|---|---|---|---|"]
     for key, type_, default, doc in field_docs():
-        lines.append(f"| `{key}` | {type_} | `{default!r}` | {doc.replace('|', '/')} |")
+        lines.append(f"| `{key}` | {_cell(type_)} | `{default!r}` | {doc.replace('|', '/')} |")
     from plmkit.objectives import objectives
     from plmkit.tasks import tasks
 
     for kind, registry in (("objective", objectives), ("task", tasks)):
         for entry in registry:
             for key, type_, default, doc in field_docs(entry.config, f"{kind}.{entry.name}: "):
-                lines.append(f"| `{key}` | {type_} | `{default!r}` | {doc.replace('|', '/')} |")
+                lines.append(f"| `{key}` | {_cell(type_)} | `{default!r}` | {doc.replace('|', '/')} |")
     return "\n".join(lines) + "\n"
 
 
 def _type_name(t: Any) -> str:
-    return str(t).replace("typing.", "").replace("Optional", "Optional")
+    return str(t).replace("typing.", "")
+
+
+def _cell(type_: str) -> str:
+    """A type in a Markdown table cell: `float | None` with its bar escaped, so that the row keeps its columns."""
+    return type_.replace("|", "\\|")
 
 
 def _attribute_docstrings(cls: type) -> dict[str, str]:

@@ -124,6 +124,13 @@ def group_by_length(perm: torch.Tensor, lengths: torch.Tensor, chunk: int) -> to
     return torch.cat(parts)
 
 
+def wants_compiled_masks(setting: bool | None, objective) -> bool:
+    """train.compile_dropout for this run. null: on for pre-training, whose compiled loss pays torch.compile's
+    start-up anyway; off for a fine-tuning task (it scores predictions: it has `metrics`), whose masks are too small
+    to gain from the kernel (benchmarks/README.md) and whose short runs would pay that start-up."""
+    return setting if setting is not None else getattr(objective, "metrics", None) is None
+
+
 def steps_for(cfg: RunConfig, num_blocks: int, world: int) -> int:
     """train.max_steps, or the steps that train.epochs passes over `num_blocks` take."""
     if cfg.train.epochs is None:
@@ -173,7 +180,7 @@ def fit(cfg: RunConfig, model: torch.nn.Module, objective: Objective, train_set:
     if fast_masks:
         kernels.append("fast dropout masks")
     dropout_mode = FastDropout if fast_masks else nullcontext
-    use_compiled_masks(tc.compile_dropout)
+    use_compiled_masks(wants_compiled_masks(tc.compile_dropout, objective))
     use_compiled_loss(tc.compile_loss and not tc.compile)  # inside a compiled model, the plain loss is traced
     if tc.heap_allocations and acc.device.type == "cpu" and allocator.heap_for_large_tensors():
         kernels.append("heap allocations")

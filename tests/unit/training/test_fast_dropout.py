@@ -11,8 +11,12 @@ import pytest
 import torch
 
 from plmkit.api import pretrain
+from plmkit.objectives.mlm import MaskedLM
+from plmkit.tasks.classification import Classification
+from plmkit.tasks.ner import NamedEntities
 from plmkit.training import dropout as fast_dropout
 from plmkit.training.dropout import COMPILED_MASKS, FastDropout, dropout, dropout_mask, use_compiled_masks
+from plmkit.training.loop import wants_compiled_masks
 
 STEPS = ["train.max_steps=6", "train.eval_every=0", "train.save_every=100", "train.lr_schedule=constant"]
 
@@ -181,3 +185,11 @@ def test_gradient_checkpointing_keeps_torchs_masks(debug_cfg, metrics, tmp_path)
         runs[name] = [row["loss"] for row in metrics(out)]
     for a, b in zip(runs["checkpointed"], runs["plain"]):
         assert math.isclose(a, b, rel_tol=1e-5), runs
+
+
+def test_the_kernel_is_on_for_pretraining_and_off_for_tasks_unless_set():
+    """train.compile_dropout null: pre-training objectives (a loss only) use the kernel, fine-tuning tasks (they
+    have metrics) keep the slices; true and false apply to both."""
+    assert wants_compiled_masks(None, MaskedLM)
+    assert not wants_compiled_masks(None, Classification) and not wants_compiled_masks(None, NamedEntities)
+    assert wants_compiled_masks(True, Classification) and not wants_compiled_masks(False, MaskedLM)
