@@ -167,12 +167,11 @@ def module_flops_per_token(model: nn.Module, seq_len: float, head_fraction: floa
     embedding = {id(m.weight) for m in model.modules() if isinstance(m, nn.Embedding)}
     in_base = {id(p) for p in base.parameters()}
 
-    cost = parameter_flops
-    body = sum(cost(p) for p in model.parameters() if id(p) not in embedding and id(p) in in_base)
-    head = sum(cost(p) for p in model.parameters() if id(p) not in embedding and id(p) not in in_base)
+    body = sum(parameter_flops(p) for p in model.parameters() if id(p) not in embedding and id(p) in in_base)
+    head = sum(parameter_flops(p) for p in model.parameters() if id(p) not in embedding and id(p) not in in_base)
     output = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
     if output is not None and id(output.weight) in embedding:  # tied: the matmul runs all the same
-        head += cost(output.weight)
+        head += parameter_flops(output.weight)
     config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
     heads = config.num_attention_heads
     width = heads * (getattr(config, "head_dim", None) or config.hidden_size // heads)
@@ -180,9 +179,9 @@ def module_flops_per_token(model: nn.Module, seq_len: float, head_fraction: floa
     if isinstance(decoder, nn.Module):  # T5's base_model is the whole model: split it into encoder, decoder, head
         in_decoder = {id(p) for p in decoder.parameters()}
         in_head = {id(p) for p in output.parameters()} if output is not None else set()
-        enc = sum(cost(p) for p in model.parameters() if id(p) not in embedding | in_decoder | in_head)
-        dec = sum(cost(p) for p in model.parameters() if id(p) in in_decoder and id(p) not in embedding)
-        out = sum(cost(p) for p in output.parameters()) if output is not None else 0
+        enc = sum(parameter_flops(p) for p in model.parameters() if id(p) not in embedding | in_decoder | in_head)
+        dec = sum(parameter_flops(p) for p in model.parameters() if id(p) in in_decoder and id(p) not in embedding)
+        out = sum(parameter_flops(p) for p in output.parameters()) if output is not None else 0
         layers = getattr(config, "num_decoder_layers", None) or config.num_hidden_layers
         attention = 12 * width * (config.num_hidden_layers * seq_len
                                   + layers * head_fraction * (head_fraction * seq_len + seq_len))

@@ -13,9 +13,8 @@ from typing import Protocol
 
 import torch
 from torch import Tensor, nn
-from torch.utils._python_dispatch import _get_current_dispatch_mode
 
-from plmkit.compiled import run_compiled
+from plmkit.compiled import kernel_off, run_compiled
 from plmkit.registry import Registry
 
 objectives = Registry("objective")
@@ -155,10 +154,8 @@ def use_compiled_loss(enabled: bool) -> None:
 
 
 def _compiled_loss_off(targets: Tensor) -> bool:
-    """Whether the compiled kernel is not to be tried for these targets: switched off, failed to compile earlier,
-    nothing to score, or a dispatch mode active (e.g. FlopCounterMode, which counts the eager ops)."""
-    return (not COMPILED_LOSS["enabled"] or bool(COMPILED_LOSS["failed"]) or len(targets) == 0
-            or _get_current_dispatch_mode() is not None)
+    """Whether the compiled kernel is not to be tried for these targets: off (`kernel_off`) or nothing to score."""
+    return kernel_off(COMPILED_LOSS) or len(targets) == 0
 
 
 def _compiled_loss_and_gradient(logits: Tensor, targets: Tensor,

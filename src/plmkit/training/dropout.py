@@ -30,9 +30,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 from torch.overrides import TorchFunctionMode
-from torch.utils._python_dispatch import _get_current_dispatch_mode
 
-from plmkit.compiled import run_compiled
+from plmkit.compiled import kernel_off, run_compiled
 
 LEVELS = 1 << 16
 """Each draw is one of 65,536 levels."""
@@ -63,8 +62,8 @@ def _shift_right(z: Tensor, k: int) -> Tensor:
 
 
 def _hashed_dropout(x: Tensor, seed: Tensor, threshold: int, scale: Tensor) -> tuple[Tensor, Tensor]:
-    """(x * mask, mask) of a 1-D x, written for torch.compile: element i draws the top 16 bits of SplitMix64 at
-    seed + i x the increment, and is dropped when that draw is below `threshold` (round(p * 65536)); kept elements
+    """(x * mask, mask) of a 1-D x, written for torch.compile: element i draws the top 16 bits of SplitMix64 at the
+    state (seed + i) x the increment, and is dropped when that draw is below `threshold` (round(p * 65536)); kept elements
     are scaled by `scale` (0-dim; a value that x's dtype holds exactly, so the output is x times the returned mask)."""
     gamma, mix1, mix2 = SPLITMIX
     z = (torch.arange(x.numel(), dtype=torch.int64, device=x.device) + seed) * gamma  # SplitMix64 from seed x gamma
@@ -89,8 +88,7 @@ def use_compiled_masks(enabled: bool) -> None:
 def _compiled_dropout(x: Tensor, p: float) -> tuple[Tensor, Tensor] | None:
     """(x * mask, mask) from the compiled kernel, or None where it is switched off, failed to compile or to give the
     eager formula's masks, or a dispatch mode is active (e.g. FlopCounterMode)."""
-    if (not COMPILED_MASKS["enabled"] or COMPILED_MASKS["failed"] or x.device.type != "cpu"
-            or _get_current_dispatch_mode() is not None):
+    if kernel_off(COMPILED_MASKS) or x.device.type != "cpu":
         return None
     seed = torch.empty((), dtype=torch.int64).random_(-(1 << 63), None)  # one draw of torch's generator
     # The scale rounded to x's dtype here: inductor would multiply by the float32 one, not by the saved mask's.
