@@ -8,7 +8,9 @@
 # Env: STEPS, MODELS (gpt2 bert), COMPILE (1: train.compile, retried without it if the compiled run fails),
 # GPT_BATCH / BERT_BATCH (micro-batch; the configs' grad_accum stays), LOG_EVERY (20), EXTRA (more --set overrides),
 # OUT (results), WORK (run folders, shard cache). Prints one JSON line per model: the medians of the logged
-# tokens/s and MFU over the logging windows after the first two (compilation, warm-up), and what ran.
+# tokens/s and MFU over the logging windows after the first two (compilation, warm-up), and what ran; with
+# EXTRA="--set train.profile_steps=3 --set train.profile_from=25", also the profile's share of GPU-busy time
+# (WORK/<model>/profile/ holds its operator table and trace).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/plm-gpu-bench}; WORK=${WORK:-/tmp/plm-gpu-bench-work}; mkdir -p "$OUT" "$WORK"
@@ -72,8 +74,9 @@ for model in $MODELS; do
     compiled=0; run_model "$model" "$config" "$batch" 0; rc=$?
   fi
   cp "$WORK/$model/metrics.jsonl" "$OUT/${model}_metrics.jsonl" 2>/dev/null
+  cp "$WORK/$model/profile/summary.json" "$OUT/${model}_profile.json" 2>/dev/null
   python3 - "$OUT" "$model" "$config" "$rc" "$compiled" "$compile_error" "$STEPS" "$REHEARSAL" <<'PY'
-import json, re, statistics, sys
+import json, os, re, statistics, sys
 out, name, config, rc, compiled, compile_error, steps, rehearsal = sys.argv[1:]
 res = {"model": name, "config": config, "rc": int(rc), "steps": int(steps), "compile": compiled == "1",
        "cpu_rehearsal": rehearsal == "1", **json.load(open(f"{out}/env.json"))}
@@ -94,6 +97,9 @@ try:
                 "first_loss": rows[0]["loss"], "last_loss": rows[-1]["loss"]})
     if all("mfu" in r for r in steady):
         res["mfu_median"] = statistics.median(r["mfu"] for r in steady)
+    if os.path.exists(f"{out}/{name}_profile.json"):  # EXTRA="--set train.profile_steps=3"
+        prof = json.load(open(f"{out}/{name}_profile.json"))
+        res["profile"] = {k: prof[k] for k in ("steps", "first_step", "wall_s_per_step", "device_busy") if k in prof}
     last = [line for line in open(f"{out}/{name}.out") if line.startswith("{")]
     if last:  # plm pretrain's result: mfu there is the mean over all logged windows, warm-up included
         run = json.loads(last[-1])

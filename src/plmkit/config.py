@@ -187,11 +187,21 @@ class TrainConfig:
     """On a CPU under Linux (glibc), large tensors come from malloc's heap instead of fresh pages from the kernel,
     so that each step reuses the last step's buffers (mmap and trim thresholds raised to 1 GiB for the process;
     about 15% faster steps on the benchmark model; freed memory stays with the process)."""
+    tf32: bool | None = None
+    """On CUDA, float32 matrix products on TF32 tensor cores (torch.backends.cuda.matmul.allow_tf32). null: on under
+    bf16/fp16 precision, for the products autocast leaves in float32 (an H100 runs them about 8x faster, and TF32
+    keeps more bits than bf16); off under fp32. Nothing on a CPU."""
     compile: bool = False
     """torch.compile the training module (in place: checkpoints keep their parameter names). The first steps
     take longer while it compiles; needs a C++ compiler on a CPU."""
     gradient_checkpointing: bool = False
     """Recompute activations in the backward pass to save memory."""
+    profile_steps: int = 0
+    """Record this many optimizer steps with torch.profiler (0: off) and write profile/ in the run folder: the
+    operators by time (ops.txt), a Chrome/Perfetto trace (trace.json) and summary.json (wall time, and on a GPU the
+    time its kernels ran: what share of the steps the device was busy)."""
+    profile_from: int = 5
+    """The step after which train.profile_steps starts recording (after torch.compile's first steps)."""
     log_every: int = 10
     """Write a metrics.jsonl row every this many steps (and at the last step)."""
     eval_every: int = 200
@@ -279,7 +289,8 @@ POSITIVE = ("data.block_size", "data.shard_tokens", "tokenizer.train.vocab_size"
             "train.batch_size", "train.grad_accum", "train.log_every", "train.save_every",
             "train.keep_checkpoints", "train.eval_blocks", "train.adam_eps")
 NON_NEGATIVE = ("data.min_chars", "train.warmup_steps", "train.weight_decay", "train.max_grad_norm",
-                "train.eval_every", "train.num_workers", "tokenizer.train.min_frequency", "eval.patience")
+                "train.eval_every", "train.num_workers", "train.profile_steps", "train.profile_from",
+                "tokenizer.train.min_frequency", "eval.patience")
 FRACTIONS = ("data.validation_fraction", "model.dropout", "train.adam_beta1", "train.adam_beta2",
              "train.warmup_ratio")  # in [0, 1)
 POSITIVE_OR_NULL = ("model.intermediate_size", "model.vocab_size", "model.embedding_size", "tokenizer.train.max_docs",

@@ -30,6 +30,7 @@ from plmkit.training import allocator, checkpoint
 from plmkit.training.dropout import FastDropout, use_compiled_masks
 from plmkit.training.logging import MetricsLog, plot_losses, progress_bar, status_text, stderr
 from plmkit.training.optim import build_optimizer, build_scheduler
+from plmkit.training.profile import StepProfiler
 
 PRECISIONS = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}
 
@@ -131,6 +132,13 @@ def wants_compiled_masks(setting: bool | None, objective) -> bool:
     return setting if setting is not None else getattr(objective, "metrics", None) is None
 
 
+def wants_tf32(setting: bool | None, precision: str) -> bool:
+    """train.tf32 for this run. null: on under bf16 and fp16, where TF32 (10 mantissa bits) is more precise than
+    the products' own dtype, for the products autocast leaves in float32; off under fp32, whose products it would
+    round."""
+    return setting if setting is not None else precision in ("bf16", "fp16")
+
+
 def steps_for(cfg: RunConfig, num_blocks: int, world: int) -> int:
     """train.max_steps, or the steps that train.epochs passes over `num_blocks` take."""
     if cfg.train.epochs is None:
@@ -184,6 +192,10 @@ def fit(cfg: RunConfig, model: torch.nn.Module, objective: Objective, train_set:
     use_compiled_loss(tc.compile_loss and not tc.compile)  # inside a compiled model, the plain loss is traced
     if tc.heap_allocations and acc.device.type == "cpu" and allocator.heap_for_large_tensors():
         kernels.append("heap allocations")
+    if acc.device.type == "cuda":  # before the peak: an fp32 run's peak is TF32's when TF32 is on
+        torch.backends.cuda.matmul.allow_tf32 = wants_tf32(tc.tf32, precision)
+        if torch.backends.cuda.matmul.allow_tf32:
+            kernels.append("TF32")
     # Model FLOPs per trained token (recomputation not counted: MFU, not HFU) and the peak of one device.
     flops_per_token = flops.module_flops_per_token(model, flops.mean_length(train_set),
                                                    head_fraction=flops.head_fraction(objective))
@@ -213,13 +225,14 @@ def fit(cfg: RunConfig, model: torch.nn.Module, objective: Objective, train_set:
         lengths = [len(example["input_ids"]) for example in train_set]
     # Each DataLoader gets its own generator: creating an iterator draws a seed, and drawing it from the global RNG
     # would shift dropout randomness whenever an evaluation runs, so a resumed run would drift from an unbroken one.
+    pin = acc.device.type == "cuda"  # page-locked batches: their copies to the GPU do not wait for it
     loader = DataLoader(Positions(train_set), collate_fn=objective.collate, num_workers=tc.num_workers,
-                        generator=torch.Generator().manual_seed(cfg.run.seed),
+                        generator=torch.Generator().manual_seed(cfg.run.seed), pin_memory=pin,
                         batch_sampler=StepSampler(len(train_set), tc.batch_size, world, rank, cfg.run.seed,
                                                   start=state["micro_step"], lengths=lengths))
     eval_loader = DataLoader(Positions(eval_set, offset=EVAL_INDEX_OFFSET), collate_fn=objective.collate,
                              batch_size=tc.batch_size, sampler=list(range(rank, len(eval_set), world)),
-                             generator=torch.Generator())
+                             generator=torch.Generator(), pin_memory=pin)
     task_metrics = getattr(objective, "metrics", None)  # tasks score predictions; objectives only have a loss
 
     def evaluate() -> dict[str, float]:
@@ -255,6 +268,17 @@ def fit(cfg: RunConfig, model: torch.nn.Module, objective: Objective, train_set:
             stderr.print(f"step      0  {_scores_text(scores)} before training")
     model.train()
     batches = iter(loader)
+
+    def to_device(cpu: list[dict]) -> tuple[list[dict], int, int]:
+        """An optimizer step's micro-batches on the device, and the prediction targets and input tokens of all
+        processes, counted on the CPU before the copies (no wait for the device)."""
+        counts = [sum(int((b["labels"] != -100).sum()) for b in cpu), sum(_input_tokens(b) for b in cpu)]
+        if world > 1:
+            counts = [int(v) for v in acc.reduce(torch.tensor(counts, device=acc.device), reduction="sum")]
+        return [_to(b, acc.device) for b in cpu], counts[0], counts[1]
+
+    profiler = (StepProfiler(run_dir / "profile", tc.profile_steps, tc.profile_from, acc.device)
+                if tc.profile_steps > 0 and acc.is_main_process else None)
     steps_per_epoch = max(1, math.ceil(len(train_set) / (tc.batch_size * tc.grad_accum * world)))
     last_row: dict = {}
     mfus: list[float] = []
@@ -268,11 +292,13 @@ def fit(cfg: RunConfig, model: torch.nn.Module, objective: Objective, train_set:
     progress = progress_bar(show_progress and acc.is_main_process)
     with progress:
         bar = progress.add_task("train", total=max_steps, completed=state["step"], status="")
+        upcoming: list[dict] = []  # the next step's micro-batches, collated while the device runs this step's
         while state["step"] < max_steps:
-            micro = [_to(next(batches), acc.device) for _ in range(tc.grad_accum)]
-            local_counts = torch.tensor([sum(int((b["labels"] != -100).sum()) for b in micro),
-                                         sum(_input_tokens(b) for b in micro)], device=acc.device)
-            all_targets, step_tokens = (int(v) for v in acc.reduce(local_counts, reduction="sum"))
+            if profiler is not None:
+                profiler.before(state["step"])
+            cpu_batches = upcoming + [next(batches) for _ in range(tc.grad_accum - len(upcoming))]
+            micro, all_targets, step_tokens = to_device(cpu_batches)
+            upcoming = []
             loss_sum = torch.zeros((), dtype=torch.float64, device=acc.device)
             for i, batch in enumerate(micro):
                 sync = i == len(micro) - 1
@@ -281,6 +307,8 @@ def fit(cfg: RunConfig, model: torch.nn.Module, objective: Objective, train_set:
                         out = objective.loss(model, batch)
                     # DDP averages gradients over processes; multiply by world so the result is sum / all_targets.
                     acc.backward(out.loss_sum * (world / max(all_targets, 1)))
+                if state["step"] + 1 < max_steps:  # the CPU collates one of the next step's batches meanwhile
+                    upcoming.append(next(batches))
                 loss_sum += out.loss_sum.detach().double()
                 window_metrics.add(out.metrics)
             grad_norm = acc.clip_grad_norm_(model.parameters(), tc.max_grad_norm if tc.max_grad_norm > 0 else math.inf)
@@ -292,6 +320,8 @@ def fit(cfg: RunConfig, model: torch.nn.Module, objective: Objective, train_set:
             state["micro_step"] += tc.grad_accum
             state["tokens_seen"] += step_tokens
             window_tokens += step_tokens
+            if profiler is not None:
+                profiler.after(state["step"], last=state["step"] == max_steps)
             loss = float(acc.reduce(loss_sum, reduction="sum")) / max(all_targets, 1)
             if not math.isfinite(loss):
                 advice = f"lower train.lr (now {tc.lr}) or raise train.warmup_steps (now {tc.warmup_steps})"

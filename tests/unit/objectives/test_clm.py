@@ -91,3 +91,18 @@ def test_example_generator_is_keyed_by_seed_and_index():
     assert not torch.equal(draw(13, 5), draw(13, 6))
     assert not torch.equal(draw(13, 5), draw(14, 5))
     assert not torch.equal(draw(1, 23), draw(12, 3))  # "1:23" vs "12:3" do not collide
+
+
+def test_wrap_keeps_the_model_under_hf_model_and_the_loss_in_one_graph(gpt2_tokenizer):
+    """The loop compiles what wrap returns: the causal LM and its loss trace as one graph (no break), so inductor
+    fuses the float32 loss into it; the parameters keep the names export strips (hf_model.*)."""
+    model = build_model(ModelConfig(arch="gpt2", hidden_size=32, num_layers=2, num_heads=2,
+                                    max_position_embeddings=64, dropout=0.0), gpt2_tokenizer, "causal_lm")
+    obj = CausalLM(CLMConfig(), gpt2_tokenizer, seed=13)
+    module = obj.wrap(model)
+    assert module.hf_model is model
+    assert {f"hf_model.{k}" for k in model.state_dict()} == set(module.state_dict())
+    batch = obj.collate(_examples(torch.randint(2, len(gpt2_tokenizer), (2, 16))))
+    torch._dynamo.reset()
+    explained = torch._dynamo.explain(module)(**batch)
+    assert explained.graph_break_count == 0 and explained.graph_count == 1

@@ -436,3 +436,11 @@ def test_compiled_loop_gives_the_eager_losses(debug_cfg, metrics, tmp_path):
     keys = load_file(tmp_path / "compile-True" / "final" / "model.safetensors").keys()
     assert keys == load_file(tmp_path / "compile-False" / "final" / "model.safetensors").keys()
     assert not any("_orig_mod" in k for k in keys)
+
+
+def test_tf32_defaults_on_under_reduced_precision_only():
+    """train.tf32 null: TF32 for the float32 products of a bf16/fp16 run (more precise than those dtypes), never
+    silently for an fp32 run; true or false decide."""
+    assert loop.wants_tf32(None, "bf16") and loop.wants_tf32(None, "fp16")
+    assert not loop.wants_tf32(None, "fp32")
+    assert loop.wants_tf32(True, "fp32") and not loop.wants_tf32(False, "bf16")

@@ -1,0 +1,25 @@
+"""benchmarks/gpu_attention.py on a CPU: it names the kernel family SDPA ran and prints one JSON line."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "gpu_attention.py"
+
+
+@pytest.mark.slow
+def test_cpu_smoke_run_names_the_kernels():
+    run = subprocess.run([sys.executable, str(SCRIPT), "--device", "cpu", "--shape", "2,2,32,16"],
+                         capture_output=True, text=True, check=True, timeout=300)
+    lines = [line for line in run.stdout.splitlines() if line.strip()]
+    assert len(lines) == 1
+    result = json.loads(lines[0])
+    families = {(c["dropout"], c["compile"]): c["family"] for c in result["cases"]}
+    # torch's CPU flash kernel has no dropout: SDPA runs the math formula with it, the fused kernel without
+    assert families == {(0.0, False): "flash", (0.0, True): "flash", (0.1, False): "math", (0.1, True): "math"}
+    assert all(c["step_ms"] > 0 and c["kernels"] for c in result["cases"])
