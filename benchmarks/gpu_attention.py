@@ -2,7 +2,8 @@
 without attention dropout: a training step (forward and backward) recorded with torch.profiler, and each case's
 kernels named by family (cuDNN, flash, memory-efficient, or the unfused "math" formula: batched matrix products and a
 separate softmax). A GPU profile of the BERT-base benchmark (benchmarks/README.md) showed the math formula under
-torch.compile with dropout 0.1; this says in seconds whether that is SDPA's choice and which setting avoids it.
+torch.compile with dropout 0.1; this says in seconds whether that is SDPA's choice, and whether limiting SDPA to
+its fused kernels (train.sdpa_backends) avoids it.
 
     python benchmarks/gpu_attention.py                 # on a CUDA GPU, bf16
     python benchmarks/gpu_attention.py --device cpu    # a smoke run of the script
@@ -15,9 +16,11 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from contextlib import nullcontext
 
 import torch
 import torch.nn.functional as F
+from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.profiler import ProfilerActivity, profile
 
 
@@ -34,15 +37,26 @@ def attention(q, k, v, p: float):
     return F.scaled_dot_product_attention(q, k, v, dropout_p=p)
 
 
-def case(device: str, dtype: torch.dtype, p: float, compiled: bool, shape: tuple[int, int, int, int]) -> dict:
+def case(device: str, dtype: torch.dtype, p: float, compiled: bool, shape: tuple[int, int, int, int],
+         fused_only: bool = False) -> dict:
+    """One case; `fused_only`: SDPA limited to the fused kernels (train.sdpa_backends=[flash, efficient, cudnn])."""
     torch._dynamo.reset()
     q, k, v = (torch.randn(shape, device=device, dtype=dtype, requires_grad=True) for _ in range(3))
     fn = torch.compile(attention) if compiled else attention
+    backends = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.CUDNN_ATTENTION]
+    kernels = (lambda: sdpa_kernel(backends)) if fused_only else nullcontext
+    result = {"dropout": p, "compile": compiled, "fused_only": fused_only}
 
     def step():
-        fn(q, k, v, p).sum().backward()
+        with kernels():
+            fn(q, k, v, p).sum().backward()
 
-    for _ in range(3):  # compile, warm up
+    try:
+        step()
+    except RuntimeError as exc:  # no fused kernel for this case
+        return {**result, "family": None, "error": str(exc).strip().splitlines()[0][:200]}
+
+    for _ in range(2):  # warm up (the step above compiled)
         step()
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     sync()
@@ -59,7 +73,7 @@ def case(device: str, dtype: torch.dtype, p: float, compiled: bool, shape: tuple
         names = sorted({e.key for e in prof.key_averages() if e.self_device_time_total > 0})
     else:
         names = sorted({e.key for e in prof.key_averages() if e.key.startswith("aten::") and e.self_cpu_time_total > 0})
-    return {"dropout": p, "compile": compiled, "family": family(names), "step_ms": round(ms, 3), "kernels": names[:12]}
+    return {**result, "family": family(names), "step_ms": round(ms, 3), "kernels": names[:12]}
 
 
 def main() -> None:
@@ -70,6 +84,7 @@ def main() -> None:
     shape = tuple(int(x) for x in args.shape.split(","))
     dtype = torch.bfloat16 if args.device == "cuda" else torch.float32
     cases = [case(args.device, dtype, p, compiled, shape) for p in (0.0, 0.1) for compiled in (False, True)]
+    cases.append(case(args.device, dtype, 0.1, True, shape, fused_only=True))
     print(json.dumps({"device": torch.cuda.get_device_name(0) if args.device == "cuda" else "cpu",
                       "torch": torch.__version__, "shape": shape, "dtype": str(dtype), "cases": cases}))
 

@@ -194,6 +194,14 @@ class TrainConfig:
     compile: bool = False
     """torch.compile the training module (in place: checkpoints keep their parameter names). The first steps
     take longer while it compiles; needs a C++ compiler on a CPU."""
+    compile_mode: str = "default"
+    """torch.compile's mode with train.compile: default | reduce-overhead (CUDA graphs: fewer kernel launches, for
+    inputs of fixed shapes such as packed causal-LM blocks) | max-autotune (also tries generated matrix-product
+    kernels; compiles for minutes) | max-autotune-no-cudagraphs."""
+    sdpa_backends: list[str] | None = None
+    """The kernels SDPA attention may choose from (torch.nn.attention.sdpa_kernel), any of flash, efficient, cudnn,
+    math; null: torch's own choice. E.g. [flash, efficient, cudnn] keeps it off the unfused math formula; a run whose
+    attention no listed kernel supports stops with torch's 'No available kernel' error."""
     gradient_checkpointing: bool = False
     """Recompute activations in the backward pass to save memory."""
     profile_steps: int = 0
@@ -281,9 +289,13 @@ CHOICES = {
     "train.lr_schedule": ("constant", "linear", "cosine"),
     "train.precision": ("fp32", "bf16", "fp16", "auto"),
     "train.attention": ("auto", "sdpa", "eager", "flash_attention_2"),
+    "train.compile_mode": ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"),
     "train.fused_kernels": ("auto", "off"),
     "adapter.name": ("none", "lora"),
 }
+SDPA_BACKENDS = ("flash", "efficient", "cudnn", "math")
+"""train.sdpa_backends' names, for torch.nn.attention.SDPBackend's FLASH_ATTENTION, EFFICIENT_ATTENTION,
+CUDNN_ATTENTION and MATH."""
 POSITIVE = ("data.block_size", "data.shard_tokens", "tokenizer.train.vocab_size", "model.hidden_size",
             "model.num_layers", "model.num_heads", "model.max_position_embeddings", "train.max_steps",
             "train.batch_size", "train.grad_accum", "train.log_every", "train.save_every",
@@ -462,6 +474,11 @@ def validate(cfg: RunConfig, origin: str = "config") -> None:
     if cfg.model.embedding_size is not None and cfg.model.arch != "electra":
         raise ConfigError(f"model.embedding_size is for model.arch electra; remove it or set it to null for "
                           f"{cfg.model.arch} ({origin})")
+    if cfg.train.sdpa_backends is not None:
+        unknown = set(cfg.train.sdpa_backends) - set(SDPA_BACKENDS)
+        if unknown or not cfg.train.sdpa_backends:
+            raise ConfigError(f"train.sdpa_backends: {sorted(unknown) or 'an empty list'}; list any of "
+                              f"{', '.join(SDPA_BACKENDS)}, or null for torch's choice ({origin})")
     unknown_logs = set(cfg.log.to) - {"console", "jsonl", "tensorboard"}
     if unknown_logs:
         raise ConfigError(f"log.to: unknown target(s) {sorted(unknown_logs)}; use console, jsonl, tensorboard ({origin})")

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import importlib.util
 import math
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
 import torch
@@ -138,6 +140,18 @@ ATTENTION_DROPOUT_KEYS = ("attention_probs_dropout_prob", "attn_pdrop", "attenti
 def transformers_model(module: torch.nn.Module) -> PreTrainedModel | None:
     """The outermost transformers model inside `module` (an objective's wrapper, a PEFT model, or itself)."""
     return next((m for m in module.modules() if isinstance(m, PreTrainedModel)), None)
+
+
+def sdpa_backends(names: list[str] | None) -> Callable[[], AbstractContextManager]:
+    """train.sdpa_backends as a context factory: torch.nn.attention.sdpa_kernel over the named backends (flash,
+    efficient, cudnn, math), or a no-op for None (torch's own choice)."""
+    if names is None:
+        return nullcontext
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    chosen = [{"flash": SDPBackend.FLASH_ATTENTION, "efficient": SDPBackend.EFFICIENT_ATTENTION,
+               "cudnn": SDPBackend.CUDNN_ATTENTION, "math": SDPBackend.MATH}[name] for name in names]
+    return lambda: sdpa_kernel(chosen)
 
 
 def pick_attention(model: torch.nn.Module, requested: str, device: torch.device, precision: str,

@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from plmkit import flops
 from plmkit.config import RunConfig
 from plmkit.errors import ConfigError, TrainingError
-from plmkit.models.transformer import apply_fused_kernels, pick_attention, set_attention
+from plmkit.models.transformer import apply_fused_kernels, pick_attention, sdpa_backends, set_attention
 from plmkit.objectives import EVAL_INDEX_OFFSET, Objective
 from plmkit.objectives.base import use_compiled_loss
 from plmkit.training import allocator, checkpoint
@@ -188,6 +188,7 @@ def fit(cfg: RunConfig, model: torch.nn.Module, objective: Objective, train_set:
     if fast_masks:
         kernels.append("fast dropout masks")
     dropout_mode = FastDropout if fast_masks else nullcontext
+    attention_kernels = sdpa_backends(tc.sdpa_backends)
     use_compiled_masks(wants_compiled_masks(tc.compile_dropout, objective))
     use_compiled_loss(tc.compile_loss and not tc.compile)  # inside a compiled model, the plain loss is traced
     if tc.heap_allocations and acc.device.type == "cpu" and allocator.heap_for_large_tensors():
@@ -203,8 +204,8 @@ def fit(cfg: RunConfig, model: torch.nn.Module, objective: Objective, train_set:
     model = objective.wrap(model)  # e.g. masked LM: the LM head runs only at predicted positions
     if hasattr(model, "extra_flops_per_token"):  # a module that trains more than `model` (ELECTRA's generator)
         flops_per_token += model.extra_flops_per_token(flops.mean_length(train_set))
-    if tc.compile:
-        model.compile()  # in place: parameter names, and so checkpoints, stay those of the eager module
+    if tc.compile:  # in place: parameter names, and so checkpoints, stay those of the eager module
+        model.compile(mode=None if tc.compile_mode == "default" else tc.compile_mode)
     optimizer = build_optimizer(model, tc, acc.device)
     scheduler = build_scheduler(optimizer, tc, max_steps)  # stepped by us: accelerate would step it per process
     model, optimizer = acc.prepare(model, optimizer)
@@ -241,7 +242,7 @@ def fit(cfg: RunConfig, model: torch.nn.Module, objective: Objective, train_set:
         total = torch.zeros(2, dtype=torch.float64, device=acc.device)  # (loss sum, targets)
         outputs: dict[str, list] = {}
         extra = MeanMetrics()  # the objective's own metrics (ELECTRA: generator and discriminator parts)
-        with torch.no_grad(), acc.autocast():
+        with torch.no_grad(), acc.autocast(), attention_kernels():
             for batch in eval_loader:
                 out = objective.loss(eval_model, _to(batch, acc.device))
                 total += torch.stack([out.loss_sum.double(), out.num_targets.double()])
@@ -303,8 +304,8 @@ def fit(cfg: RunConfig, model: torch.nn.Module, objective: Objective, train_set:
             for i, batch in enumerate(micro):
                 sync = i == len(micro) - 1
                 with nullcontext() if sync else acc.no_sync(model):
-                    with dropout_mode():
-                        out = objective.loss(model, batch)
+                    with dropout_mode(), attention_kernels():
+                        out = _no_kernel_is_config_error(objective.loss, model, batch, tc.sdpa_backends)
                     # DDP averages gradients over processes; multiply by world so the result is sum / all_targets.
                     acc.backward(out.loss_sum * (world / max(all_targets, 1)))
                 if state["step"] + 1 < max_steps:  # the CPU collates one of the next step's batches meanwhile
@@ -435,6 +436,19 @@ def _scores_text(scores: dict) -> str:
         return f"{'eval' if key == 'eval_loss' else key.removeprefix('eval_')} {value:.4f}"
 
     return "  ".join(one(k, v) for k, v in scores.items() if k.startswith("eval_"))
+
+
+def _no_kernel_is_config_error(loss: Callable, model: torch.nn.Module, batch: dict, backends: list[str] | None):
+    """loss(model, batch), with torch's 'No available kernel' (no attention kernel of train.sdpa_backends takes
+    this run's attention) raised as a ConfigError that names the setting."""
+    try:
+        return loss(model, batch)
+    except RuntimeError as exc:
+        if backends is None or "No available kernel" not in str(exc):
+            raise
+        raise ConfigError(f"train.sdpa_backends={backends}: none of these attention kernels can run this model's "
+                          f"attention here (its dropout, mask, dtype or device); add another (math runs everything) "
+                          f"or set it to null") from exc
 
 
 def _input_tokens(batch: dict) -> int:

@@ -444,3 +444,37 @@ def test_tf32_defaults_on_under_reduced_precision_only():
     assert loop.wants_tf32(None, "bf16") and loop.wants_tf32(None, "fp16")
     assert not loop.wants_tf32(None, "fp32")
     assert loop.wants_tf32(True, "fp32") and not loop.wants_tf32(False, "bf16")
+
+
+def test_sdpa_backends_restrict_the_kernel_and_a_kernel_that_cannot_run_is_named(debug_cfg, metrics, tmp_path):
+    """train.sdpa_backends=[math] gives torch's own choice's losses (no dropout); [flash] with attention dropout
+    (which the CPU's flash kernel lacks) stops with a ConfigError naming the setting, not torch's bare message."""
+    runs = {}
+    for name, backends in (("auto", "null"), ("math", "[math]")):
+        out = tmp_path / name
+        pretrain(debug_cfg("mlm", out, *STEPS, "model.dropout=0.0", "train.attention=sdpa",
+                           f"train.sdpa_backends={backends}"), show_progress=False)
+        runs[name] = _losses(metrics, out)
+    for a, b in zip(runs["auto"], runs["math"], strict=True):
+        assert math.isclose(a, b, rel_tol=1e-5), runs
+    with pytest.raises(ConfigError, match=r"train.sdpa_backends=\['flash'\]"):
+        pretrain(debug_cfg("mlm", tmp_path / "flash", *STEPS, "model.dropout=0.1", "train.attention=sdpa",
+                           "train.sdpa_backends=[flash]"), show_progress=False)
+
+
+@pytest.mark.parametrize("backends", ["[flash, fast]", "[]"])
+def test_sdpa_backends_names_are_checked(debug_cfg, tmp_path, backends):
+    with pytest.raises(ConfigError, match="train.sdpa_backends"):
+        debug_cfg("mlm", tmp_path, f"train.sdpa_backends={backends}")
+
+
+def test_compile_mode_reaches_torch_compile(debug_cfg, tmp_path, monkeypatch):
+    """train.compile_mode is passed to torch.compile as its mode (default: torch's default, mode None)."""
+    modes = []
+    monkeypatch.setattr(torch.nn.Module, "compile", lambda self, **kw: modes.append(kw.get("mode")))
+    for mode in ("default", "reduce-overhead"):
+        pretrain(debug_cfg("mlm", tmp_path / mode, "train.max_steps=1", "train.eval_every=0", "train.compile=true",
+                           f"train.compile_mode={mode}"), show_progress=False)
+    assert modes == [None, "reduce-overhead"]
+    with pytest.raises(ConfigError, match="train.compile_mode"):
+        debug_cfg("mlm", tmp_path / "x", "train.compile_mode=fastest")
