@@ -57,6 +57,7 @@ class Electra:
         # The generator's input is masked LM's, with every selected token replaced by the mask token (the paper's).
         self.masker = MaskedLM(MLMConfig(mask_prob=cfg.mask_prob, replace_with_mask=1.0, replace_with_random=0.0),
                                tokenizer, seed)
+        self.masker.index_predictions = False  # ElectraPreTraining selects its positions itself
         self.special_ids = self.masker.special_ids
         self.module: ElectraPreTraining | None = None
         self.generator_from: Path | None = None

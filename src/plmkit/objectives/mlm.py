@@ -80,6 +80,7 @@ class MaskedLM:
         self.special_ids = torch.tensor(sorted(set(tokenizer.all_special_ids)), dtype=torch.long)
         vocab = torch.arange(len(tokenizer))
         self.random_pool = vocab[~torch.isin(vocab, self.special_ids)]  # random replacements are never special
+        self.index_predictions = cfg.sparse_head  # collate adds prediction_index (ELECTRA's masker turns it off)
 
     @property
     def head_fraction(self) -> float:
@@ -104,6 +105,8 @@ class MaskedLM:
                 inputs[row], labels[row] = mask_tokens(ids[row], self.cfg, self.special_ids, self.mask_id,
                                                        self.random_pool, gen)
         batch = {"input_ids": inputs, "labels": labels}
+        if self.index_predictions:  # on the CPU, here: the model then needs no data-dependent shape of its own
+            batch.update(prediction_index(labels))
         if "segment_ids" in examples[0]:
             segments = torch.stack([torch.as_tensor(e["segment_ids"]) for e in examples])  # (B, T)
             batch["attention_mask"] = block_attention_mask(segments, causal=False)
@@ -131,21 +134,25 @@ class SparseMaskedLM(nn.Module):
 
     def forward(self, input_ids: Tensor, labels: Tensor, attention_mask: Tensor | None = None,
                 **kwargs) -> tuple[Tensor, Tensor]:
-        keep = labels != -100  # (B, T)
+        """(summed loss, number of predicted tokens). The positions come from the batch's `prediction_index` keys
+        where the collate added them (then nothing here waits for the device), else from `labels`."""
+        index = {key: kwargs.pop(key) for key in PREDICTION_KEYS if key in kwargs} or prediction_index(labels)
+        rows, cols, targets = index["predict_rows"], index["predict_cols"], index["predict_targets"]
+        count = (labels != -100).sum()
         if self.sparse and self.sparse_last_layer and set(kwargs) <= {"token_type_ids", "position_ids"}:
-            picked = encode_at(self.hf_model.base_model, input_ids, attention_mask, keep, **kwargs)  # (N, H)
+            picked = encode_at(self.hf_model.base_model, input_ids, attention_mask, index, **kwargs)  # (N, H)
         elif self.sparse:
             hidden = self.hf_model.base_model(input_ids=input_ids, attention_mask=attention_mask,
                                               **kwargs).last_hidden_state  # (B, T, H)
-            picked = hidden[keep]  # (N, H)
+            picked = hidden[rows, cols]  # (N, H)
         else:
-            logits = self.hf_model(input_ids=input_ids, attention_mask=attention_mask, **kwargs).logits[keep]  # (N, V)
-            return self._loss(logits, labels[keep]), keep.sum()
+            logits = self.hf_model(input_ids=input_ids, attention_mask=attention_mask, **kwargs).logits  # (B, T, V)
+            return self._loss(logits[rows, cols], targets), count
         split = split_head(masked_lm_head(self.hf_model)) if self.fused_loss else None
         if split is not None:  # the decoder and the loss in one step (objectives/base.py)
             transform, decoder = split
-            return linear_cross_entropy(transform(picked), decoder, labels[keep]), keep.sum()
-        return self._loss(masked_lm_head(self.hf_model)(picked), labels[keep]), keep.sum()  # logits (N, V)
+            return linear_cross_entropy(transform(picked), decoder, targets), count
+        return self._loss(masked_lm_head(self.hf_model)(picked), targets), count  # logits (N, V)
 
     def _loss(self, logits: Tensor, targets: Tensor) -> Tensor:
         if self.fused_loss:
@@ -205,10 +212,31 @@ def last_layer_can_be_sparse(base: nn.Module) -> bool:
             and getattr(config, "_attn_implementation", None) in SPARSE_LAYER_ATTENTION)
 
 
-def encode_at(base: nn.Module, input_ids: Tensor, attention_mask: Tensor | None, keep: Tensor,
+PREDICTION_KEYS = ("predict_rows", "predict_cols", "predict_slot", "query_cols", "predict_targets")
+"""The batch keys of `prediction_index`."""
+
+
+def prediction_index(labels: Tensor) -> dict[str, Tensor]:
+    """Where a (B, T) batch of labels predicts (label not -100), as index tensors whose shapes carry the counts:
+    predict_rows and predict_cols (N,) in row-major order (that of `labels[labels != -100]`), predict_slot (N,) each
+    position's place among its row's predictions, query_cols (B, M) each row's predicted columns padded with 0 to
+    M, the count of the fullest row, and predict_targets (N,) the labels there. The masked-LM collate computes them
+    on the CPU, so that the model selects the positions with no host synchronisation and no shape that depends on
+    data it has (one graph under torch.compile, nothing for a GPU to wait on)."""
+    keep = labels != -100  # (B, T)
+    rows, cols = keep.nonzero(as_tuple=True)  # (N,), (N,)
+    slot = (keep.cumsum(1) - 1)[rows, cols]  # (N,)
+    width = int(keep.sum(1).max()) if len(rows) else 0  # queries of the fullest row
+    query_cols = torch.zeros(labels.shape[0], width, dtype=torch.long, device=labels.device)
+    query_cols = query_cols.index_put((rows, slot), cols)  # (B, M)
+    return {"predict_rows": rows, "predict_cols": cols, "predict_slot": slot, "query_cols": query_cols,
+            "predict_targets": labels[rows, cols]}
+
+
+def encode_at(base: nn.Module, input_ids: Tensor, attention_mask: Tensor | None, index: dict[str, Tensor],
               **kwargs) -> Tensor:
-    """The last hidden states of a BERT-layout encoder at the positions where `keep` (B, T) is true, (N, H) in
-    row-major order (that of `hidden[keep]`), computing the last layer only there.
+    """The last hidden states of a BERT-layout encoder at the predicted positions of `index` (`prediction_index`),
+    (N, H) in its row-major order, computing the last layer only there.
 
     The embeddings and every layer but the last run as transformers runs them (the attention mask made by its
     `create_bidirectional_mask`). The last layer computes keys and values at every position and its queries,
@@ -224,17 +252,16 @@ def encode_at(base: nn.Module, input_ids: Tensor, attention_mask: Tensor | None,
     for layer in layers[:-1]:
         out = layer(hidden, mask)
         hidden = out[0] if isinstance(out, tuple) else out  # transformers < 5 returned tuples
-    return _layer_at(layers[-1], hidden, mask, keep)
+    return _layer_at(layers[-1], hidden, mask, index)
 
 
-def _layer_at(layer: nn.Module, hidden: Tensor, mask: Tensor | None, keep: Tensor) -> Tensor:
-    """One BERT layer's output at the kept positions (N, H), from its input at every position (B, T, H)."""
+def _layer_at(layer: nn.Module, hidden: Tensor, mask: Tensor | None, index: dict[str, Tensor]) -> Tensor:
+    """One BERT layer's output at the predicted positions (N, H), from its input at every position (B, T, H)."""
     attention = layer.attention.self
     B, T, _ = hidden.shape
     heads, size = attention.num_attention_heads, attention.attention_head_size
-    rows, cols = keep.nonzero(as_tuple=True)  # (N,), (N,): row-major, as hidden[keep]
-    slot = (keep.cumsum(1) - 1)[rows, cols]  # (N,) the query's place among its row's queries
-    width = int(keep.sum(1).max()) if len(rows) else 0  # queries of the fullest row
+    rows, cols, slot, query_cols = (index[k] for k in ("predict_rows", "predict_cols", "predict_slot", "query_cols"))
+    width = query_cols.shape[1]  # queries of the fullest row
     picked = hidden[rows, cols]  # (N, H)
     queries = attention.query(picked)  # (N, A)
     padded = queries.new_zeros(B, width, heads * size).index_put((rows, slot), queries)  # (B, M, A)
@@ -243,9 +270,8 @@ def _layer_at(layer: nn.Module, hidden: Tensor, mask: Tensor | None, keep: Tenso
     v = attention.value(hidden).view(B, T, heads, size).transpose(1, 2)
     scores = torch.matmul(q, k.transpose(2, 3)) * getattr(attention, "scaling", size ** -0.5)  # (B, heads, M, T)
     if mask is not None:
-        if mask.shape[-2] != 1:  # a row per query position: take the kept positions' rows
-            index = torch.zeros(B, width, dtype=torch.long, device=keep.device).index_put((rows, slot), cols)
-            mask = mask.gather(2, index[:, None, :, None].expand(B, mask.shape[1], width, mask.shape[-1]))
+        if mask.shape[-2] != 1:  # a row per query position: take the predicted positions' rows
+            mask = mask.gather(2, query_cols[:, None, :, None].expand(B, mask.shape[1], width, mask.shape[-1]))
         scores = (scores.masked_fill(~mask, torch.finfo(scores.dtype).min) if mask.dtype == torch.bool
                   else scores + mask)
     probs = nn.functional.dropout(scores.softmax(-1), p=attention.dropout.p, training=attention.training)

@@ -12,6 +12,7 @@ import torch
 from plmkit.config import ModelConfig, load_config
 from plmkit.models import ARCHS, build_model
 from plmkit.objectives import build_objective, objectives
+from plmkit.objectives.mlm import PREDICTION_KEYS, prediction_index
 from plmkit.tokenization import SPECIAL_ROLES, check_compatibility
 
 B, T = 4, 32
@@ -76,6 +77,8 @@ def test_collate_shapes_dtypes_and_determinism(name, arch, tokenizers_by_arch, t
         assert value.dtype == torch.int64, key
         if obj.model_kind == "seq2seq_lm" and key.startswith(("labels", "decoder")):
             assert value.shape[0] == B, key  # targets have their own, fixed length
+        elif key in PREDICTION_KEYS:  # the masked LM's predicted positions, computed on the CPU
+            assert torch.equal(value, prediction_index(batch["labels"])[key]), key
         else:
             assert value.shape == (B, T), key
     if obj.model_kind == "seq2seq_lm":  # every batch the same shape: fixed-size targets too

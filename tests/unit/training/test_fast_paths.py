@@ -28,7 +28,7 @@ from plmkit.objectives.base import (
     summed_cross_entropy,
     use_compiled_loss,
 )
-from plmkit.objectives.mlm import MaskedLM, MLMConfig, SparseMaskedLM
+from plmkit.objectives.mlm import MaskedLM, MLMConfig, SparseMaskedLM, prediction_index
 from plmkit.training import loop
 from plmkit.training.optim import build_optimizer
 
@@ -478,3 +478,30 @@ def test_compile_mode_reaches_torch_compile(debug_cfg, tmp_path, monkeypatch):
     assert modes == [None, "reduce-overhead"]
     with pytest.raises(ConfigError, match="train.compile_mode"):
         debug_cfg("mlm", tmp_path / "x", "train.compile_mode=fastest")
+
+
+@pytest.mark.parametrize(("sparse_last_layer", "documents"), [(True, False), (True, True), (False, False)])
+def test_prediction_index_from_the_collate_gives_one_graph_and_the_same_loss(sparse_last_layer, documents):
+    """With the predicted positions computed where the labels are (the collate, on the CPU), the masked LM selects
+    them with no data-dependent shape: dynamo traces it whole (no graph break, so nothing waits for a GPU), and
+    the loss and gradients equal those of the positions found from the labels in the forward pass."""
+    torch.manual_seed(0)
+    model = _bert()
+    set_attention(model, "sdpa")
+    module = SparseMaskedLM(model, sparse_last_layer=sparse_last_layer)
+    ids = torch.randint(5, 64, (3, 32))
+    labels = torch.where(torch.rand(3, 32) < 0.2, ids, torch.full_like(ids, -100))
+    mask = block_attention_mask(torch.randint(0, 3, (3, 32)).sort(1).values, causal=False) if documents else None
+    runs = []
+    for index in ({}, prediction_index(labels)):
+        model.zero_grad()
+        loss, count = module(ids, labels, attention_mask=mask, **index)
+        loss.backward()
+        runs.append((loss.item(), count.item(), [p.grad.clone() for p in model.parameters() if p.grad is not None]))
+    assert runs[0][:2] == runs[1][:2]
+    assert all(torch.equal(a, b) for a, b in zip(runs[0][2], runs[1][2], strict=True))
+    torch._dynamo.reset()
+    with_index = torch._dynamo.explain(module)(ids, labels, attention_mask=mask, **prediction_index(labels))
+    assert with_index.graph_break_count == 0
+    torch._dynamo.reset()
+    assert torch._dynamo.explain(module)(ids, labels, attention_mask=mask).graph_break_count > 0  # what it avoids
