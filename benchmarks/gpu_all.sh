@@ -1,37 +1,48 @@
 #!/usr/bin/env bash
-# A GPU session's measurements in one call: which attention kernel SDPA picks (benchmarks/gpu_attention.py), then
-# benchmarks/gpu.sh once per variant in RUNS, each under its own time limit and with a 3-step profile, and at the end
-# one archive of everything. Sized for one device call of under 10 minutes. Run from the repo root:
+# A GPU session's measurements: which attention kernel SDPA picks and how fast each runs
+# (benchmarks/gpu_attention.py, at BERT-base's and GPT-2's shapes), then benchmarks/gpu.sh once per variant in RUNS,
+# each under its own time limit and with a 3-step profile. All of it takes about 9 minutes of one device call; the
+# two halves fit two calls of about 5 (the machine stays warm for a moment between calls). Run from the repo root:
 #   OUT=/tmp/gpu bash benchmarks/gpu_all.sh
-#   CPU_REHEARSAL=1 OUT=/tmp/gpu bash benchmarks/gpu_all.sh      # the same on a CPU with tiny models (about 3 min)
-# Env: RUNS (';'-separated name=model|extra --set overrides), GPT_STEPS (60), BERT_STEPS (50), GPT_LIMIT (170 s) and
-# BERT_LIMIT (230 s) per run, ATTENTION_LIMIT (120 s), OUT. Prints gpu_attention.py's JSON line, then gpu.sh's line of
-# each run with "variant" added. $OUT/<variant>.tgz holds a run's logs, metrics and profile (ops.txt, summary.json,
-# trace.json: a BERT-base trace is about 60 MB, 6 MB packed) and $OUT/attention.json the attention check: a device
-# call brings back at most 8 files of at most 16 MiB, so each run travels as one archive.
+#   RUNS="gpt2=gpt2|;gpt2-cudagraphs=gpt2|--set train.compile_mode=reduce-overhead" ATTENTION=gpt2 bash benchmarks/gpu_all.sh
+#   RUNS="bert=bert|;bert-fused-sdpa=bert|--set train.sdpa_backends=[flash,efficient,cudnn]" ATTENTION=bert bash ...
+#   CPU_REHEARSAL=1 OUT=/tmp/gpu bash benchmarks/gpu_all.sh      # the same on a CPU with tiny models (2 minutes)
+# Env: RUNS (';'-separated name=model|extra --set overrides; default the four variants above), ATTENTION (bert gpt2;
+# empty skips the check), GPT_STEPS (50), BERT_STEPS (40), GPT_LIMIT (150 s) and BERT_LIMIT (210 s) per run,
+# ATTENTION_LIMIT (120 s), OUT. Prints each attention check's JSON line, then gpu.sh's line of each run with
+# "variant" added. $OUT/attention_<shapes>.json and $OUT/<variant>.tgz (a run's logs, metrics and profile: ops.txt,
+# summary.json, trace.json, a BERT-base trace being about 60 MB, 5 MB packed) come back from a device call as they
+# are: it brings back at most 8 files of at most 16 MiB.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/plm-gpu-all}; W=$(mktemp -d /tmp/plm-gpu-all.XXXX); mkdir -p "$OUT"
 REHEARSAL=${CPU_REHEARSAL:-0}
 RUNS=${RUNS:-"gpt2=gpt2|;gpt2-cudagraphs=gpt2|--set train.compile_mode=reduce-overhead;bert=bert|;bert-fused-sdpa=bert|--set train.sdpa_backends=[flash,efficient,cudnn]"}
-GPT_STEPS=${GPT_STEPS:-$([ "$REHEARSAL" = 1 ] && echo 8 || echo 60)}
-BERT_STEPS=${BERT_STEPS:-$([ "$REHEARSAL" = 1 ] && echo 8 || echo 50)}
-PROFILE_FROM=$([ "$REHEARSAL" = 1 ] && echo 4 || echo 35)
+GPT_STEPS=${GPT_STEPS:-$([ "$REHEARSAL" = 1 ] && echo 8 || echo 50)}
+BERT_STEPS=${BERT_STEPS:-$([ "$REHEARSAL" = 1 ] && echo 8 || echo 40)}
+PROFILE_FROM=$([ "$REHEARSAL" = 1 ] && echo 4 || echo 25)
 export PYTHONPATH=src PYTHONUNBUFFERED=1
 
 mkdir -p "$W/attention"
-if [ "$REHEARSAL" = 1 ]; then attention_args=(--device cpu --shape 2,2,64,16); else attention_args=(); fi
-timeout -k 5 "${ATTENTION_LIMIT:-120}" python3 benchmarks/gpu_attention.py "${attention_args[@]}" \
-  > "$OUT/attention.json" 2> "$W/attention/stderr.txt"
-echo "{\"gpu_attention_rc\": $?}"
-cat "$OUT/attention.json"
+for shapes in ${ATTENTION-bert gpt2}; do  # BERT-base's attention (dropout 0.1), GPT-2 124M's (causal, no dropout)
+  case $shapes in
+    bert) args=(--shape 32,12,512,64 --dropout 0.1) ;;
+    gpt2) args=(--shape 16,12,1024,64 --causal --dropout 0) ;;
+    *) echo "gpu_all.sh: unknown ATTENTION entry $shapes (bert | gpt2)" >&2; continue ;;
+  esac
+  [ "$REHEARSAL" = 1 ] && args=(--device cpu --shape 2,2,64,16 "${args[@]:2}")
+  timeout -k 5 "${ATTENTION_LIMIT:-120}" python3 benchmarks/gpu_attention.py "${args[@]}" \
+    > "$OUT/attention_$shapes.json" 2> "$W/attention/$shapes.err"
+  echo "{\"gpu_attention\": \"$shapes\", \"rc\": $?}"
+  cat "$OUT/attention_$shapes.json"
+done
 
 IFS=';' read -ra variants <<< "$RUNS"
 for variant in "${variants[@]}"; do
   name=${variant%%=*}; rest=${variant#*=}; model=${rest%%|*}; extra=${rest#*|}
   case $model in
-    gpt2) steps=$GPT_STEPS; limit=${GPT_LIMIT:-170} ;;
-    bert) steps=$BERT_STEPS; limit=${BERT_LIMIT:-230} ;;
+    gpt2) steps=$GPT_STEPS; limit=${GPT_LIMIT:-150} ;;
+    bert) steps=$BERT_STEPS; limit=${BERT_LIMIT:-210} ;;
     *) echo "gpu_all.sh: unknown model $model in $variant" >&2; continue ;;
   esac
   # CUDA graphs need a GPU; a rehearsal runs the variant without them

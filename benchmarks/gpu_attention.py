@@ -5,10 +5,14 @@ separate softmax). A GPU profile of the BERT-base benchmark (benchmarks/README.m
 torch.compile with dropout 0.1; this says in seconds whether that is SDPA's choice, and whether limiting SDPA to
 its fused kernels (train.sdpa_backends) avoids it.
 
-    python benchmarks/gpu_attention.py                 # on a CUDA GPU, bf16
-    python benchmarks/gpu_attention.py --device cpu    # a smoke run of the script
+    python benchmarks/gpu_attention.py                 # on a CUDA GPU, bf16, BERT-base's shapes
+    python benchmarks/gpu_attention.py --shape 16,12,1024,64 --causal --dropout 0   # GPT-2 124M's
+    python benchmarks/gpu_attention.py --device cpu --shape 2,2,64,16               # a smoke run of the script
 
-Prints one JSON object on one stdout line: per case, the kernel family, the time of a step, and the kernels.
+Cases: eager with SDPA's own choice and limited to each backend (cudnn, flash, efficient, math), with and without
+dropout; compiled with SDPA's choice; compiled with dropout limited to the fused backends. Prints one JSON object on
+one stdout line: per case the kernel family, the step time, the achieved TFLOP/s and the kernels, or the error where
+no allowed kernel runs it.
 """
 
 from __future__ import annotations
@@ -33,27 +37,33 @@ def family(names: list[str]) -> str:
     return "math" if ("bmm" in text or "gemm" in text or "softmax" in text) else "unknown"
 
 
-def attention(q, k, v, p: float):
-    return F.scaled_dot_product_attention(q, k, v, dropout_p=p)
+BACKENDS = {"flash": [SDPBackend.FLASH_ATTENTION], "efficient": [SDPBackend.EFFICIENT_ATTENTION],
+            "cudnn": [SDPBackend.CUDNN_ATTENTION], "math": [SDPBackend.MATH],
+            "fused": [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.CUDNN_ATTENTION]}
+"""Backends a case may be limited to (torch.nn.attention.sdpa_kernel); "auto" is SDPA's own choice."""
+
+
+def attention(q, k, v, p: float, causal: bool):
+    return F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=causal)
 
 
 def case(device: str, dtype: torch.dtype, p: float, compiled: bool, shape: tuple[int, int, int, int],
-         fused_only: bool = False) -> dict:
-    """One case; `fused_only`: SDPA limited to the fused kernels (train.sdpa_backends=[flash, efficient, cudnn])."""
+         backend: str = "auto", causal: bool = False) -> dict:
+    """One training step of attention alone: its kernel family, time and achieved TFLOP/s (forward and backward,
+    4 x B x H x T^2 x d forward, twice that backward, halved when causal)."""
     torch._dynamo.reset()
     q, k, v = (torch.randn(shape, device=device, dtype=dtype, requires_grad=True) for _ in range(3))
     fn = torch.compile(attention) if compiled else attention
-    backends = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.CUDNN_ATTENTION]
-    kernels = (lambda: sdpa_kernel(backends)) if fused_only else nullcontext
-    result = {"dropout": p, "compile": compiled, "fused_only": fused_only}
+    kernels = (lambda: sdpa_kernel(BACKENDS[backend])) if backend != "auto" else nullcontext
+    result = {"backend": backend, "dropout": p, "compile": compiled, "causal": causal}
 
     def step():
         with kernels():
-            fn(q, k, v, p).sum().backward()
+            fn(q, k, v, p, causal).sum().backward()
 
     try:
         step()
-    except RuntimeError as exc:  # no fused kernel for this case
+    except RuntimeError as exc:  # no allowed kernel for this case
         return {**result, "family": None, "error": str(exc).strip().splitlines()[0][:200]}
 
     for _ in range(2):  # warm up (the step above compiled)
@@ -64,7 +74,9 @@ def case(device: str, dtype: torch.dtype, p: float, compiled: bool, shape: tuple
     for _ in range(10):
         step()
     sync()
-    ms = (time.perf_counter() - start) / 10 * 1e3
+    seconds = (time.perf_counter() - start) / 10
+    B, H, T, d = shape
+    flops = 3 * 4 * B * H * T * T * d / (2 if causal else 1)
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == "cuda" else [])
     with profile(activities=activities) as prof:
         step()
@@ -73,20 +85,31 @@ def case(device: str, dtype: torch.dtype, p: float, compiled: bool, shape: tuple
         names = sorted({e.key for e in prof.key_averages() if e.self_device_time_total > 0})
     else:
         names = sorted({e.key for e in prof.key_averages() if e.key.startswith("aten::") and e.self_cpu_time_total > 0})
-    return {**result, "family": family(names), "step_ms": round(ms, 3), "kernels": names[:12]}
+    return {**result, "family": family(names), "step_ms": round(seconds * 1e3, 3),
+            "tflops": round(flops / seconds / 1e12, 2), "kernels": names[:12]}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--shape", default="32,12,512,64", help="batch, heads, sequence, head size (BERT-base, 512)")
+    parser.add_argument("--dropout", type=float, default=0.1, help="the attention dropout of the cases with one")
+    parser.add_argument("--causal", action="store_true", help="causal attention (GPT-2: --shape 16,12,1024,64)")
     args = parser.parse_args()
     shape = tuple(int(x) for x in args.shape.split(","))
     dtype = torch.bfloat16 if args.device == "cuda" else torch.float32
-    cases = [case(args.device, dtype, p, compiled, shape) for p in (0.0, 0.1) for compiled in (False, True)]
-    cases.append(case(args.device, dtype, 0.1, True, shape, fused_only=True))
+
+    def one(p: float, compiled: bool, backend: str = "auto") -> dict:
+        return case(args.device, dtype, p, compiled, shape, backend, args.causal)
+
+    drops = (0.0, args.dropout) if args.dropout > 0 else (0.0,)
+    cases = [one(p, False, backend) for p in drops for backend in ("auto", "cudnn", "flash", "efficient", "math")]
+    cases += [one(p, True) for p in drops]
+    if args.dropout > 0:
+        cases.append(one(args.dropout, True, "fused"))
     print(json.dumps({"device": torch.cuda.get_device_name(0) if args.device == "cuda" else "cpu",
-                      "torch": torch.__version__, "shape": shape, "dtype": str(dtype), "cases": cases}))
+                      "torch": torch.__version__, "shape": shape, "causal": args.causal, "dtype": str(dtype),
+                      "cases": cases}))
 
 
 if __name__ == "__main__":

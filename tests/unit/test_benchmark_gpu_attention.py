@@ -19,10 +19,15 @@ def test_cpu_smoke_run_names_the_kernels():
     lines = [line for line in run.stdout.splitlines() if line.strip()]
     assert len(lines) == 1
     result = json.loads(lines[0])
-    families = {(c["dropout"], c["compile"], c["fused_only"]): c["family"] for c in result["cases"]}
-    # torch's CPU flash kernel has no dropout: SDPA runs the math formula with it, the fused kernel without, and
-    # limited to the fused kernels it has none for dropout (the case reports the error instead of a family)
-    assert families == {(0.0, False, False): "flash", (0.0, True, False): "flash", (0.1, False, False): "math",
-                        (0.1, True, False): "math", (0.1, True, True): None}
-    assert all(c["step_ms"] > 0 and c["kernels"] for c in result["cases"] if c["family"])
-    assert "error" in result["cases"][-1]
+    families = {(c["backend"], c["dropout"], c["compile"]): c["family"] for c in result["cases"]}
+    # torch's CPU flash kernel has no dropout: SDPA runs the math formula with it, the fused kernel without; a CPU
+    # has no cudnn or memory-efficient kernel, and limited to those (or to flash with dropout) a case reports the
+    # error instead of a family
+    assert families == {
+        ("auto", 0.0, False): "flash", ("cudnn", 0.0, False): None, ("flash", 0.0, False): "flash",
+        ("efficient", 0.0, False): None, ("math", 0.0, False): "math",
+        ("auto", 0.1, False): "math", ("cudnn", 0.1, False): None, ("flash", 0.1, False): None,
+        ("efficient", 0.1, False): None, ("math", 0.1, False): "math",
+        ("auto", 0.0, True): "flash", ("auto", 0.1, True): "math", ("fused", 0.1, True): None}
+    assert all(c["step_ms"] > 0 and c["tflops"] >= 0 and c["kernels"] for c in result["cases"] if c["family"])
+    assert all(c["error"] for c in result["cases"] if c["family"] is None)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import importlib.util
 import math
 from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 
 import torch
@@ -144,14 +144,28 @@ def transformers_model(module: torch.nn.Module) -> PreTrainedModel | None:
 
 def sdpa_backends(names: list[str] | None) -> Callable[[], AbstractContextManager]:
     """train.sdpa_backends as a context factory: torch.nn.attention.sdpa_kernel over the named backends (flash,
-    efficient, cudnn, math), or a no-op for None (torch's own choice)."""
+    efficient, cudnn, math), raising torch's 'no kernel' errors as a ConfigError that names the setting; a no-op
+    for None (torch's own choice)."""
     if names is None:
         return nullcontext
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
     chosen = [{"flash": SDPBackend.FLASH_ATTENTION, "efficient": SDPBackend.EFFICIENT_ATTENTION,
                "cudnn": SDPBackend.CUDNN_ATTENTION, "math": SDPBackend.MATH}[name] for name in names]
-    return lambda: sdpa_kernel(chosen)
+
+    @contextmanager
+    def limited():
+        with sdpa_kernel(chosen):
+            try:
+                yield
+            except RuntimeError as exc:
+                if not any(text in str(exc) for text in ("No available kernel", "No viable backend")):
+                    raise
+                raise ConfigError(f"train.sdpa_backends={names}: none of these attention kernels can run this "
+                                  f"model's attention here (its dropout, mask, dtype or device); add another (math "
+                                  f"runs everything) or set it to null") from exc
+
+    return limited
 
 
 def pick_attention(model: torch.nn.Module, requested: str, device: torch.device, precision: str,

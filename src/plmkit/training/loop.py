@@ -305,7 +305,7 @@ def fit(cfg: RunConfig, model: torch.nn.Module, objective: Objective, train_set:
                 sync = i == len(micro) - 1
                 with nullcontext() if sync else acc.no_sync(model):
                     with dropout_mode(), attention_kernels():
-                        out = _no_kernel_is_config_error(objective.loss, model, batch, tc.sdpa_backends)
+                        out = objective.loss(model, batch)
                     # DDP averages gradients over processes; multiply by world so the result is sum / all_targets.
                     acc.backward(out.loss_sum * (world / max(all_targets, 1)))
                 if state["step"] + 1 < max_steps:  # the CPU collates one of the next step's batches meanwhile
@@ -436,19 +436,6 @@ def _scores_text(scores: dict) -> str:
         return f"{'eval' if key == 'eval_loss' else key.removeprefix('eval_')} {value:.4f}"
 
     return "  ".join(one(k, v) for k, v in scores.items() if k.startswith("eval_"))
-
-
-def _no_kernel_is_config_error(loss: Callable, model: torch.nn.Module, batch: dict, backends: list[str] | None):
-    """loss(model, batch), with torch's 'No available kernel' (no attention kernel of train.sdpa_backends takes
-    this run's attention) raised as a ConfigError that names the setting."""
-    try:
-        return loss(model, batch)
-    except RuntimeError as exc:
-        if backends is None or "No available kernel" not in str(exc):
-            raise
-        raise ConfigError(f"train.sdpa_backends={backends}: none of these attention kernels can run this model's "
-                          f"attention here (its dropout, mask, dtype or device); add another (math runs everything) "
-                          f"or set it to null") from exc
 
 
 def _input_tokens(batch: dict) -> int:

@@ -460,6 +460,9 @@ def test_sdpa_backends_restrict_the_kernel_and_a_kernel_that_cannot_run_is_named
     with pytest.raises(ConfigError, match=r"train.sdpa_backends=\['flash'\]"):
         pretrain(debug_cfg("mlm", tmp_path / "flash", *STEPS, "model.dropout=0.1", "train.attention=sdpa",
                            "train.sdpa_backends=[flash]"), show_progress=False)
+    with pytest.raises(ConfigError, match=r"train.sdpa_backends=\['cudnn'\]"):  # a backend a CPU does not have
+        pretrain(debug_cfg("mlm", tmp_path / "cudnn", *STEPS, "train.attention=sdpa",
+                           "train.sdpa_backends=[cudnn]"), show_progress=False)
 
 
 @pytest.mark.parametrize("backends", ["[flash, fast]", "[]"])
