@@ -95,10 +95,54 @@ def _untie(weights: dict) -> dict:
     return out
 
 
-def load(accelerator: Accelerator, checkpoint: Path) -> dict:
-    """Restore model, optimizer and RNG states; returns the trainer state (step, data position, scheduler)."""
-    accelerator.load_state(str(checkpoint))
-    return json.loads((Path(checkpoint) / STATE_FILE).read_text())
+def load(accelerator: Accelerator, checkpoint: Path, model_keys: set[str] | None = None) -> dict:
+    """Restore model, optimizer and RNG states; returns the trainer state (step, data position, scheduler).
+
+    `model_keys`, the state-dict names of the module being trained, lets a checkpoint of an earlier plmkit that
+    trained the bare causal LM (weights named `transformer.*`, not `hf_model.transformer.*` as the module of the
+    loss is now) load through a temporary copy of the folder with its weights renamed: hard links for the other
+    files, removed once loaded; the checkpoint itself stays as it is."""
+    checkpoint = Path(checkpoint)
+    renamed = _with_module_prefix(checkpoint, model_keys, accelerator.process_index)
+    try:
+        accelerator.load_state(str(renamed or checkpoint))
+    finally:
+        if renamed is not None:
+            shutil.rmtree(renamed, ignore_errors=True)
+    return json.loads((checkpoint / STATE_FILE).read_text())
+
+
+PREFIX = "hf_model."
+"""The name under which an objective's training module keeps the transformers model (objectives/base.py)."""
+
+
+def _with_module_prefix(checkpoint: Path, model_keys: set[str] | None, process: int) -> Path | None:
+    """A temporary copy of `checkpoint` whose weights carry the PREFIX that `model_keys` have and its names lack,
+    or None when the names already match (or `model_keys` is None)."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    weights = checkpoint / "model.safetensors"
+    if model_keys is None or not weights.is_file():
+        return None
+    with safe_open(weights, framework="pt") as f:
+        names = set(f.keys())
+    if any(n.startswith(PREFIX) for n in names) or not {PREFIX + n for n in names} <= set(model_keys):
+        return None
+    copy = checkpoint.parent / f".renamed-{checkpoint.name}-{process}"
+    shutil.rmtree(copy, ignore_errors=True)
+    shutil.copytree(checkpoint, copy, copy_function=_link_or_copy)
+    tensors = load_file(weights)
+    (copy / weights.name).unlink()
+    save_file({PREFIX + name: tensor for name, tensor in tensors.items()}, copy / weights.name)
+    return copy
+
+
+def _link_or_copy(source: str, target: str) -> None:
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
 
 
 def _fsync_dir(path: Path) -> None:

@@ -214,7 +214,7 @@ def fit(cfg: RunConfig, model: torch.nn.Module, objective: Objective, train_set:
              "best_scores": {}, "evals_without_improvement": 0}
     found = checkpoint.latest(run_dir) if resume else None
     if found is not None:
-        state = checkpoint.load(acc, found)
+        state = checkpoint.load(acc, found, set(acc.unwrap_model(model).state_dict()))
         scheduler.load_state_dict(state.pop("scheduler"))
         stderr.print(f"resuming from {found} (step {state['step']})")
     log = MetricsLog(run_dir / "metrics.jsonl", state["step"] if found else None, enabled=acc.is_main_process)

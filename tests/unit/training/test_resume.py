@@ -7,7 +7,7 @@ optimizer, scheduler and RNG states and the data position all come back from the
 from __future__ import annotations
 
 import pytest
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
 from plmkit.api import pretrain
 
@@ -46,3 +46,22 @@ def test_resumed_run_matches_unbroken_run(case, debug_cfg, metrics, tmp_path):
     b = load_file(tmp_path / "resumed" / "final" / "model.safetensors")
     assert a.keys() == b.keys()
     assert all(a[k].equal(b[k]) for k in a), "final weights differ after resume"
+
+
+def test_checkpoint_of_the_bare_causal_lm_resumes_exactly(debug_cfg, metrics, tmp_path):
+    """plmkit before CausalLMLoss saved the causal LM's weights as `transformer.*` (no `hf_model.` prefix): such a
+    checkpoint resumes through a renamed temporary copy, to the unbroken run's losses, and stays as it was."""
+    common = ["train.lr_schedule=constant", "train.save_every=3", "train.eval_every=0"]
+
+    def run(out, steps, resume=False):
+        return pretrain(debug_cfg("clm", out, f"train.max_steps={steps}", *common), resume=resume, show_progress=False)
+
+    run(tmp_path / "unbroken", N)
+    run(tmp_path / "resumed", M)
+    saved = tmp_path / "resumed" / "checkpoints" / f"step-{M:06d}" / "model.safetensors"
+    save_file({k.removeprefix("hf_model."): v for k, v in load_file(saved).items()}, saved)  # as the old loop wrote it
+    old_names = set(load_file(saved))
+    run(tmp_path / "resumed", N, resume=True)
+    assert [r["loss"] for r in metrics(tmp_path / "resumed")] == [r["loss"] for r in metrics(tmp_path / "unbroken")]
+    assert set(load_file(saved)) == old_names  # the checkpoint itself untouched
+    assert not list((tmp_path / "resumed" / "checkpoints").glob(".renamed-*"))  # the copy removed
