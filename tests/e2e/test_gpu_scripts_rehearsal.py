@@ -1,0 +1,35 @@
+"""benchmarks/gpu_all.sh (and the gpu.sh it runs) rehearsed on the CPU: a GPU session gets a few minutes of device
+time, so the script it runs must work the first time. Tiny models, 8 steps, every JSON line and archive checked."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import tarfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.slow
+def test_gpu_all_rehearsal_reports_every_variant(tmp_path):
+    env = {**os.environ, "CPU_REHEARSAL": "1", "OUT": str(tmp_path), "ATTENTION": "gpt2",
+           "RUNS": "gpt2=gpt2|;bert-fused-sdpa=bert|--set train.sdpa_backends=[flash,efficient,cudnn]"}
+    run = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_all.sh")], env=env, capture_output=True, text=True,
+                         timeout=600, check=True)
+    lines = [json.loads(line) for line in run.stdout.splitlines() if line.startswith("{")]
+    attention = [line for line in lines if "cases" in line]
+    assert len(attention) == 1 and attention[0]["causal"] and attention[0]["cases"]
+    runs = {line["variant"]: line for line in lines if "variant" in line}
+    assert set(runs) == {"gpt2", "bert-fused-sdpa"}
+    for name, result in runs.items():
+        assert result["rc"] == 0 and result["limit_rc"] == 0, (name, result)
+        assert result["tokens_per_s_median"] > 0 and result["profile"]["steps"] == 3, (name, result)
+        with tarfile.open(tmp_path / f"{name}.tgz") as archive:
+            assert f"{name}/profile/summary.json" in archive.getnames()
+    # a CPU has no fused attention with dropout: the rehearsal swaps in [flash, math], which it can run
+    assert runs["bert-fused-sdpa"]["extra"] == "--set train.sdpa_backends=[flash,math]"
+    assert (tmp_path / "attention_gpt2.json").is_file()
