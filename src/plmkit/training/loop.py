@@ -293,7 +293,7 @@ def fit(cfg: RunConfig, model: torch.nn.Module, objective: Objective, train_set:
     progress = progress_bar(show_progress and acc.is_main_process)
     with progress:
         bar = progress.add_task("train", total=max_steps, completed=state["step"], status="")
-        upcoming: list[dict] = []  # the next step's micro-batches, collated while the device runs this step's
+        upcoming: list[dict] = []  # the next step's micro-batches, collated during this step's backward passes
         while state["step"] < max_steps:
             if profiler is not None:
                 profiler.before(state["step"])
