@@ -50,7 +50,7 @@ class CausalLM:
 class CausalLMLoss(nn.Module):
     """The causal LM and its loss in one forward, so that with train.compile the loss is in the compiled graph: on a
     GPU, inductor then fuses the float32 upcast, log-sum-exp and gradient of the (B, T, V) logits into a few passes
-    instead of eager cross-entropy's float32 copies (GPT-2 124M: V = 50,257 columns at every position)."""
+    instead of eager cross-entropy's float32 copies (GPT-2 124M: about 50,000 columns at every position)."""
 
     def __init__(self, hf_model: nn.Module):
         super().__init__()
