@@ -24,6 +24,7 @@ from plmkit.data.pack import KEYED_SETTINGS, input_fingerprint
 from plmkit.errors import ConfigError, PlmError
 from plmkit.models import ARCHS, build_model, build_task_model, load_pretrained_model
 from plmkit.objectives import build_objective, objectives
+from plmkit.objectives.base import WRAPPED_PREFIX
 from plmkit.tokenization import check_compatibility, load_tokenizer, train_tokenizer
 from plmkit.tokenization.compat import max_positions
 from plmkit.training import fit
@@ -150,8 +151,8 @@ def pretrain(cfg: RunConfig, *, resume: bool = False, overwrite: bool = False,
     # model (ELECTRA's generator) saves the rest itself, into final/ before it is moved into place.
     save_extra = getattr(objective, "save_extra", None)
     extra = (lambda folder: save_extra(weights, folder, tokenizer)) if save_extra else None
-    model_weights = {k.removeprefix("hf_model."): v for k, v in weights.items()
-                     if save_extra is None or k.startswith("hf_model.")}
+    model_weights = {k.removeprefix(WRAPPED_PREFIX): v for k, v in weights.items()
+                     if save_extra is None or k.startswith(WRAPPED_PREFIX)}
     if accelerator.is_main_process:
         model_card = render_model_card(cfg, data.report.to_dict(), metrics, kind)
         export_final(model, tokenizer, run_dir, model_card, model_weights, extra=extra)

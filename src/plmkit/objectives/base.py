@@ -253,6 +253,11 @@ class _LinearCrossEntropy(torch.autograd.Function):
         return grad_x, grad_weight, grad_bias, None, None
 
 
+WRAPPED_PREFIX = "hf_model."
+"""The state-dict prefix of the transformers model inside a module returned by an objective's `wrap`: export strips
+it, and a checkpoint of an older plmkit that trained the bare model gets it added on resume."""
+
+
 def unwrap_training_module(module: nn.Module) -> nn.Module:
     """The transformers model inside a module returned by an objective's `wrap` (or the module itself)."""
     return getattr(module, "hf_model", module)

@@ -14,6 +14,8 @@ from pathlib import Path
 
 from accelerate import Accelerator
 
+from plmkit.objectives.base import WRAPPED_PREFIX
+
 STATE_FILE = "trainer_state.json"
 
 # accelerate warns on every save that tied weights (BERT's decoder = word embeddings) are stored once; that is
@@ -112,13 +114,9 @@ def load(accelerator: Accelerator, checkpoint: Path, model_keys: set[str] | None
     return json.loads((checkpoint / STATE_FILE).read_text())
 
 
-PREFIX = "hf_model."
-"""The name under which an objective's training module keeps the transformers model (objectives/base.py)."""
-
-
 def _with_module_prefix(checkpoint: Path, model_keys: set[str] | None, process: int) -> Path | None:
-    """A temporary copy of `checkpoint` whose weights carry the PREFIX that `model_keys` have and its names lack,
-    or None when the names already match (or `model_keys` is None)."""
+    """A temporary copy of `checkpoint` whose weights carry the WRAPPED_PREFIX that `model_keys` have and its names
+    lack, or None when the names already match (or `model_keys` is None)."""
     from safetensors import safe_open
     from safetensors.torch import load_file, save_file
 
@@ -127,14 +125,14 @@ def _with_module_prefix(checkpoint: Path, model_keys: set[str] | None, process: 
         return None
     with safe_open(weights, framework="pt") as f:
         names = set(f.keys())
-    if any(n.startswith(PREFIX) for n in names) or not {PREFIX + n for n in names} <= set(model_keys):
+    if any(n.startswith(WRAPPED_PREFIX) for n in names) or not {WRAPPED_PREFIX + n for n in names} <= model_keys:
         return None
     copy = checkpoint.parent / f".renamed-{checkpoint.name}-{process}"
     shutil.rmtree(copy, ignore_errors=True)
     shutil.copytree(checkpoint, copy, copy_function=_link_or_copy)
     tensors = load_file(weights)
     (copy / weights.name).unlink()
-    save_file({PREFIX + name: tensor for name, tensor in tensors.items()}, copy / weights.name)
+    save_file({WRAPPED_PREFIX + name: tensor for name, tensor in tensors.items()}, copy / weights.name)
     return copy
 
 
