@@ -20,12 +20,13 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from contextlib import nullcontext
 
 import torch
 import torch.nn.functional as F
-from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.profiler import ProfilerActivity, profile
+
+from plmkit.errors import ConfigError
+from plmkit.models.transformer import sdpa_backends
 
 
 def family(names: list[str]) -> str:
@@ -37,10 +38,10 @@ def family(names: list[str]) -> str:
     return "math" if ("bmm" in text or "gemm" in text or "softmax" in text) else "unknown"
 
 
-BACKENDS = {"flash": [SDPBackend.FLASH_ATTENTION], "efficient": [SDPBackend.EFFICIENT_ATTENTION],
-            "cudnn": [SDPBackend.CUDNN_ATTENTION], "math": [SDPBackend.MATH],
-            "fused": [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.CUDNN_ATTENTION]}
-"""Backends a case may be limited to (torch.nn.attention.sdpa_kernel); "auto" is SDPA's own choice."""
+LIMITS = {"auto": None, "flash": ["flash"], "efficient": ["efficient"], "cudnn": ["cudnn"], "math": ["math"],
+          "fused": ["flash", "efficient", "cudnn"]}
+"""What each case limits SDPA to, as train.sdpa_backends names (the loop's own `sdpa_backends`); auto: SDPA's
+choice."""
 
 
 def attention(q, k, v, p: float, causal: bool):
@@ -54,7 +55,7 @@ def case(device: str, dtype: torch.dtype, p: float, compiled: bool, shape: tuple
     torch._dynamo.reset()
     q, k, v = (torch.randn(shape, device=device, dtype=dtype, requires_grad=True) for _ in range(3))
     fn = torch.compile(attention) if compiled else attention
-    kernels = (lambda: sdpa_kernel(BACKENDS[backend])) if backend != "auto" else nullcontext
+    kernels = sdpa_backends(LIMITS[backend])
     result = {"backend": backend, "dropout": p, "compile": compiled, "causal": causal}
 
     def step():
@@ -63,8 +64,8 @@ def case(device: str, dtype: torch.dtype, p: float, compiled: bool, shape: tuple
 
     try:
         step()
-    except RuntimeError as exc:  # no allowed kernel for this case
-        return {**result, "family": None, "error": str(exc).strip().splitlines()[0][:200]}
+    except ConfigError as exc:  # no allowed kernel for this case: torch's own message
+        return {**result, "family": None, "error": str(exc.__cause__ or exc).strip().splitlines()[0][:200]}
 
     for _ in range(2):  # warm up (the step above compiled)
         step()
