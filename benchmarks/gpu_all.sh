@@ -53,6 +53,7 @@ for variant in "${variants[@]}"; do
     EXTRA="--set train.profile_steps=3 --set train.profile_from=$PROFILE_FROM $extra" \
     timeout -k 5 "$limit" bash benchmarks/gpu.sh > "$W/$name/gpu.out" 2> "$W/$name/gpu.err"
   rc=$?
+  # gpu.sh copies the metrics and the profile summary itself, but not for a run that this limit stopped
   cp -r "$W/work/$model/profile" "$W/$name/" 2>/dev/null
   cp "$W/work/$model/metrics.jsonl" "$W/$name/metrics.jsonl" 2>/dev/null
   line=$(grep '^{' "$W/$name/gpu.out" | tail -1)

@@ -201,7 +201,7 @@ class TrainConfig:
     sdpa_backends: list[str] | None = None
     """The kernels SDPA attention may choose from (torch.nn.attention.sdpa_kernel), any of flash, efficient, cudnn,
     math; null: torch's own choice. E.g. [flash, efficient, cudnn] keeps it off the unfused math formula; a run whose
-    attention no listed kernel supports stops with torch's 'No available kernel' error."""
+    attention no listed kernel supports stops with an error naming this setting."""
     gradient_checkpointing: bool = False
     """Recompute activations in the backward pass to save memory."""
     profile_steps: int = 0
