@@ -220,8 +220,9 @@ class TrainConfig:
     """Write a checkpoint every this many steps (and at the last step)."""
     keep_checkpoints: int = 2
     """Checkpoints kept in checkpoints/ (the oldest are deleted)."""
-    num_workers: int = 0
-    """DataLoader worker processes."""
+    num_workers: int | None = None
+    """DataLoader worker processes that collate batches (masking included) beside the training process. null: 2 on
+    CUDA, where the host would otherwise collate while the GPU waits; 0 on a CPU, whose cores do the training."""
     group_by_length: bool = True
     """Fine-tuning: batch examples of similar length together (less padding); packed blocks are all one length."""
 
@@ -301,10 +302,11 @@ POSITIVE = ("data.block_size", "data.shard_tokens", "tokenizer.train.vocab_size"
             "train.batch_size", "train.grad_accum", "train.log_every", "train.save_every",
             "train.keep_checkpoints", "train.eval_blocks", "train.adam_eps")
 NON_NEGATIVE = ("data.min_chars", "train.warmup_steps", "train.weight_decay", "train.max_grad_norm",
-                "train.eval_every", "train.num_workers", "train.profile_steps", "train.profile_from",
+                "train.eval_every", "train.profile_steps", "train.profile_from",
                 "tokenizer.train.min_frequency", "eval.patience")
 FRACTIONS = ("data.validation_fraction", "model.dropout", "train.adam_beta1", "train.adam_beta2",
              "train.warmup_ratio")  # in [0, 1)
+NON_NEGATIVE_OR_NULL = ("train.num_workers",)
 POSITIVE_OR_NULL = ("model.intermediate_size", "model.vocab_size", "model.embedding_size", "tokenizer.train.max_docs",
                     "train.lr", "train.head_lr")
 
@@ -455,6 +457,9 @@ def validate(cfg: RunConfig, origin: str = "config") -> None:
     for key in NON_NEGATIVE:
         if _get(cfg, key) < 0:
             raise ConfigError(f"{key} must be >= 0; got {_get(cfg, key)} ({origin})")
+    for key in NON_NEGATIVE_OR_NULL:
+        if _get(cfg, key) is not None and _get(cfg, key) < 0:
+            raise ConfigError(f"{key} must be >= 0 or null; got {_get(cfg, key)} ({origin})")
     for key in POSITIVE_OR_NULL:
         if _get(cfg, key) is not None and _get(cfg, key) <= 0:
             raise ConfigError(f"{key} must be > 0 or null; got {_get(cfg, key)} ({origin})")

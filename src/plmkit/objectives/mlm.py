@@ -93,17 +93,12 @@ class MaskedLM:
 
     def collate(self, examples: list[dict]) -> dict[str, Tensor]:
         ids = torch.stack([torch.as_tensor(e["input_ids"], dtype=torch.long) for e in examples])  # (B, T)
-        inputs, labels = ids.clone(), torch.full_like(ids, -100)
+        draws = example_draws(self.seed, [int(example["index"]) for example in examples], ids.shape[1])
         if self.cfg.whole_word:
-            starts = _word_starts(examples)  # (B, T)
-        for row, example in enumerate(examples):
-            gen = example_generator(self.seed, int(example["index"]))
-            if self.cfg.whole_word:
-                inputs[row], labels[row] = mask_whole_words(ids[row], starts[row], self.cfg, self.special_ids,
-                                                            self.mask_id, self.random_pool, gen)
-            else:
-                inputs[row], labels[row] = mask_tokens(ids[row], self.cfg, self.special_ids, self.mask_id,
-                                                       self.random_pool, gen)
+            inputs, labels = mask_whole_words(ids, _word_starts(examples), self.cfg, self.special_ids, self.mask_id,
+                                              self.random_pool, draws)
+        else:
+            inputs, labels = mask_tokens(ids, self.cfg, self.special_ids, self.mask_id, self.random_pool, draws)
         batch = {"input_ids": inputs, "labels": labels}
         if self.index_predictions:  # on the CPU, here: the model then needs no data-dependent shape of its own
             batch.update(prediction_index(labels))
@@ -280,44 +275,51 @@ def _layer_at(layer: nn.Module, hidden: Tensor, mask: Tensor | None, index: dict
     return layer.output(layer.intermediate(attended), attended)  # (N, H)
 
 
+def example_draws(seed: int, indices: list[int], length: int) -> Tensor:
+    """(3, B, T) uniforms in [0, 1) for a batch of B examples of T tokens: row b drawn from example_generator(seed,
+    indices[b]), so an example gets the same masks however it is batched, split across processes or resumed. The
+    three draws are read by `mask_tokens` / `mask_whole_words` (selection) and `replace_selected` (which
+    replacement, which random token). One call per example; the masking itself is whole-batch tensor work."""
+    return torch.stack([torch.rand(3, length, generator=example_generator(seed, index)) for index in indices], 1)
+
+
 def mask_tokens(ids: Tensor, cfg: MLMConfig, special_ids: Tensor, mask_id: int, random_pool: Tensor,
-                gen: torch.Generator) -> tuple[Tensor, Tensor]:
+                draws: Tensor) -> tuple[Tensor, Tensor]:
     """Select each non-special token with probability mask_prob; of those, replace replace_with_mask by the mask
-    token, replace_with_random by a random non-special token, and leave the rest. Returns (inputs, labels) with
-    labels -100 where nothing is predicted."""
-    probs = torch.full(ids.shape, cfg.mask_prob)
-    probs[torch.isin(ids, special_ids)] = 0.0
-    selected = torch.bernoulli(probs, generator=gen).bool()
-    return replace_selected(ids, selected, cfg, mask_id, random_pool, gen)
+    token, replace_with_random by a random non-special token, and leave the rest. ids (..., T), draws (3, ..., T)
+    (`example_draws`). Returns (inputs, labels) with labels -100 where nothing is predicted."""
+    selected = (draws[0] < cfg.mask_prob) & ~torch.isin(ids, special_ids)
+    return replace_selected(ids, selected, cfg, mask_id, random_pool, draws)
 
 
 def mask_whole_words(ids: Tensor, word_starts: Tensor, cfg: MLMConfig, special_ids: Tensor, mask_id: int,
-                     random_pool: Tensor, gen: torch.Generator) -> tuple[Tensor, Tensor]:
+                     random_pool: Tensor, draws: Tensor) -> tuple[Tensor, Tensor]:
     """Whole-word masking: select each word with probability mask_prob and predict all its non-special tokens.
 
     A word is a token with `word_starts` set and the tokens after it up to the next start (the first token always
-    starts one). Since every token belongs to exactly one word, each token is predicted with probability mask_prob,
-    as with mask_tokens, so the expected masking rate is mask_prob in every document wherever it falls in a block;
-    special tokens are words of their own and never predicted. The 80/10/10 replacement is drawn per token (as in
-    Google's BERT-wwm and transformers' DataCollatorForWholeWordMask). Returns (inputs, labels)."""
-    starts = word_starts.bool().clone()  # (T,)
-    starts[0] = True
-    word = torch.cumsum(starts, 0) - 1  # (T,) index of each token's word
-    picked = torch.bernoulli(torch.full((int(word[-1]) + 1,), cfg.mask_prob), generator=gen).bool()  # (W,)
-    selected = picked[word] & ~torch.isin(ids, special_ids)
-    return replace_selected(ids, selected, cfg, mask_id, random_pool, gen)
+    starts one); it is selected when the draw at its first token is below mask_prob. Since every token belongs to
+    exactly one word, each token is predicted with probability mask_prob, as with mask_tokens, so the expected
+    masking rate is mask_prob in every document wherever it falls in a block; special tokens are words of their
+    own and never predicted. The 80/10/10 replacement is drawn per token (as in Google's BERT-wwm and transformers'
+    DataCollatorForWholeWordMask). ids and word_starts (..., T), draws (3, ..., T). Returns (inputs, labels)."""
+    starts = word_starts.bool().clone()
+    starts[..., 0] = True
+    positions = torch.arange(ids.shape[-1]).expand_as(ids)
+    first = torch.where(starts, positions, 0).cummax(-1).values  # (..., T) the position where each token's word starts
+    selected = (draws[0].gather(-1, first) < cfg.mask_prob) & ~torch.isin(ids, special_ids)
+    return replace_selected(ids, selected, cfg, mask_id, random_pool, draws)
 
 
 def replace_selected(ids: Tensor, selected: Tensor, cfg: MLMConfig, mask_id: int, random_pool: Tensor,
-                     gen: torch.Generator) -> tuple[Tensor, Tensor]:
+                     draws: Tensor) -> tuple[Tensor, Tensor]:
     """Of the selected tokens, replace replace_with_mask by the mask token and replace_with_random by a random
     non-special token (drawn per token); the rest stay. Returns (inputs, labels), labels -100 where not selected."""
-    labels = torch.where(selected, ids, torch.full_like(ids, -100))
-    draw = torch.rand(ids.shape, generator=gen)
-    to_mask = selected & (draw < cfg.replace_with_mask)
-    to_random = selected & (draw >= cfg.replace_with_mask) & (draw < cfg.replace_with_mask + cfg.replace_with_random)
-    picks = random_pool[torch.randint(len(random_pool), ids.shape, generator=gen)]
-    inputs = torch.where(to_mask, torch.full_like(ids, mask_id), ids)
+    labels = torch.where(selected, ids, -100)
+    which = draws[1]
+    to_mask = selected & (which < cfg.replace_with_mask)
+    to_random = selected & (which >= cfg.replace_with_mask) & (which < cfg.replace_with_mask + cfg.replace_with_random)
+    picks = random_pool[(draws[2] * len(random_pool)).long().clamp_(max=len(random_pool) - 1)]
+    inputs = torch.where(to_mask, mask_id, ids)
     inputs = torch.where(to_random, picks, inputs)
     return inputs, labels
 

@@ -139,6 +139,12 @@ def wants_tf32(setting: bool | None, precision: str) -> bool:
     return setting if setting is not None else precision in ("bf16", "fp16")
 
 
+def workers_for(setting: int | None, device: torch.device) -> int:
+    """train.num_workers for this run. null: 2 on CUDA (collating a step's batches, masking included, beside the
+    process that launches its kernels); 0 elsewhere, where the CPU's cores are busy training."""
+    return setting if setting is not None else 2 if device.type == "cuda" else 0
+
+
 def steps_for(cfg: RunConfig, num_blocks: int, world: int) -> int:
     """train.max_steps, or the steps that train.epochs passes over `num_blocks` take."""
     if cfg.train.epochs is None:
@@ -227,7 +233,8 @@ def fit(cfg: RunConfig, model: torch.nn.Module, objective: Objective, train_set:
     # Each DataLoader gets its own generator: creating an iterator draws a seed, and drawing it from the global RNG
     # would shift dropout randomness whenever an evaluation runs, so a resumed run would drift from an unbroken one.
     pin = acc.device.type == "cuda"  # page-locked batches: their copies to the GPU do not wait for it
-    loader = DataLoader(Positions(train_set), collate_fn=objective.collate, num_workers=tc.num_workers,
+    loader = DataLoader(Positions(train_set), collate_fn=objective.collate,
+                        num_workers=workers_for(tc.num_workers, acc.device),
                         generator=torch.Generator().manual_seed(cfg.run.seed), pin_memory=pin,
                         batch_sampler=StepSampler(len(train_set), tc.batch_size, world, rank, cfg.run.seed,
                                                   start=state["micro_step"], lengths=lengths))

@@ -194,6 +194,7 @@ def test_wrong_type_in_yaml_names_key_and_file(tmp_path):
     (["train.batch_size=0"], "train.batch_size"),
     (["train.lr=0"], "train.lr"),
     (["train.warmup_steps=-1"], "train.warmup_steps"),
+    (["train.num_workers=-1"], "train.num_workers"),
     (["data.validation_fraction=1.5"], "data.validation_fraction"),
     (["model.dropout=1.0"], "model.dropout"),
     (["objective.mask_prob=1.5"], "mask_prob"),

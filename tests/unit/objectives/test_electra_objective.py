@@ -15,7 +15,7 @@ from plmkit.flops import module_flops_per_token
 from plmkit.models import build_model
 from plmkit.models.electra import build_generator, build_generator_config
 from plmkit.objectives.electra import corrupt, sample_replacements
-from plmkit.objectives.mlm import MLMConfig, mask_tokens
+from plmkit.objectives.mlm import MLMConfig, example_draws, mask_tokens
 
 B, T = 4, 32
 
@@ -119,10 +119,9 @@ def test_collate_matches_mlm_masking_with_all_mask_tokens(tok):
     obj = _objective(tok)
     ids = torch.arange(5, 5 + T)
     batch = obj.collate([{"input_ids": ids, "index": 7}])
-    from plmkit.objectives.base import example_generator
-
     inputs, labels = mask_tokens(ids, MLMConfig(mask_prob=0.15, replace_with_mask=1.0, replace_with_random=0.0),
-                                 obj.special_ids, tok.mask_token_id, obj.masker.random_pool, example_generator(13, 7))
+                                 obj.special_ids, tok.mask_token_id, obj.masker.random_pool,
+                                 example_draws(13, [7], T)[:, 0])
     assert torch.equal(batch["input_ids"][0], inputs) and torch.equal(batch["labels"][0], labels)
 
 

@@ -141,8 +141,8 @@ def test_a_block_starting_mid_word_is_handled(bert_tokenizer):
     starts = torch.tensor([0, 0, 1, 0, 0, 1, 0, 1, 1, 0, 0, 0], dtype=torch.bool)
     obj = _objective(bert_tokenizer, mask_prob=0.5)
     for index in range(50):
-        g = torch.Generator().manual_seed(index)
-        _, labels = mask_whole_words(ids, starts, obj.cfg, obj.special_ids, obj.mask_id, obj.random_pool, g)
+        draws = torch.rand(3, len(ids), generator=torch.Generator().manual_seed(index))
+        _, labels = mask_whole_words(ids, starts, obj.cfg, obj.special_ids, obj.mask_id, obj.random_pool, draws)
         chosen = (labels != -100).tolist()
         for a, b in ((0, 2), (2, 5), (5, 7), (8, 12)):
             assert len(set(chosen[a:b])) == 1

@@ -15,6 +15,7 @@ N, M = 6, 3
 CASES = {
     "mlm": ("mlm", []),
     "clm-doc-attention-accum": ("clm", ["data.doc_attention=true", "train.grad_accum=2"]),
+    "mlm-two-workers": ("mlm", ["train.num_workers=2"]),  # batches collated (and masked) in worker processes
 }
 
 
@@ -65,3 +66,12 @@ def test_checkpoint_of_the_bare_causal_lm_resumes_exactly(debug_cfg, metrics, tm
     assert [r["loss"] for r in metrics(tmp_path / "resumed")] == [r["loss"] for r in metrics(tmp_path / "unbroken")]
     assert set(load_file(saved)) == old_names  # the checkpoint itself untouched
     assert not list((tmp_path / "resumed" / "checkpoints").glob(".renamed-*"))  # the copy removed
+
+
+def test_worker_processes_change_no_loss(debug_cfg, metrics, tmp_path):
+    """Batches collated in DataLoader workers (train.num_workers, 2 by default on CUDA) are the batches the
+    training process collates itself: masks are keyed by (seed, example index), not by who draws them."""
+    for workers in (0, 2):
+        pretrain(debug_cfg("mlm", tmp_path / str(workers), "train.max_steps=4", f"train.num_workers={workers}"),
+                 show_progress=False)
+    assert [r["loss"] for r in metrics(tmp_path / "2")] == [r["loss"] for r in metrics(tmp_path / "0")]
