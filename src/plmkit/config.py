@@ -221,8 +221,9 @@ class TrainConfig:
     keep_checkpoints: int = 2
     """Checkpoints kept in checkpoints/ (the oldest are deleted)."""
     num_workers: int | None = None
-    """DataLoader worker processes that collate batches (masking included) beside the training process. null: 2 on
-    CUDA, where the host would otherwise collate while the GPU waits; 0 on a CPU, whose cores do the training."""
+    """DataLoader worker processes that collate batches (masking included) beside the training process. null: 2 for
+    pre-training on CUDA, where the host would otherwise collate while the GPU waits; 0 on a CPU, whose cores do the
+    training, and for fine-tuning tasks, whose padded batches are cheap to make."""
     group_by_length: bool = True
     """Fine-tuning: batch examples of similar length together (less padding); packed blocks are all one length."""
 

@@ -139,10 +139,13 @@ def wants_tf32(setting: bool | None, precision: str) -> bool:
     return setting if setting is not None else precision in ("bf16", "fp16")
 
 
-def workers_for(setting: int | None, device: torch.device) -> int:
-    """train.num_workers for this run. null: 2 on CUDA (collating a step's batches, masking included, beside the
-    process that launches its kernels); 0 elsewhere, where the CPU's cores are busy training."""
-    return setting if setting is not None else 2 if device.type == "cuda" else 0
+def workers_for(setting: int | None, device: torch.device, objective) -> int:
+    """train.num_workers for this run. null: 2 for a pre-training objective on CUDA (collating a step's blocks,
+    masking included, beside the process that launches its kernels); 0 on a CPU, whose cores are busy training,
+    and for a fine-tuning task (it scores predictions: it has `metrics`), whose padded batches are cheap to make."""
+    if setting is not None:
+        return setting
+    return 2 if device.type == "cuda" and getattr(objective, "metrics", None) is None else 0
 
 
 def steps_for(cfg: RunConfig, num_blocks: int, world: int) -> int:
@@ -234,7 +237,7 @@ def fit(cfg: RunConfig, model: torch.nn.Module, objective: Objective, train_set:
     # would shift dropout randomness whenever an evaluation runs, so a resumed run would drift from an unbroken one.
     pin = acc.device.type == "cuda"  # page-locked batches: their copies to the GPU do not wait for it
     loader = DataLoader(Positions(train_set), collate_fn=objective.collate,
-                        num_workers=workers_for(tc.num_workers, acc.device),
+                        num_workers=workers_for(tc.num_workers, acc.device, objective),
                         generator=torch.Generator().manual_seed(cfg.run.seed), pin_memory=pin,
                         batch_sampler=StepSampler(len(train_set), tc.batch_size, world, rank, cfg.run.seed,
                                                   start=state["micro_step"], lengths=lengths))

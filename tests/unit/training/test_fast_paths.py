@@ -508,3 +508,11 @@ def test_prediction_index_from_the_collate_gives_one_graph_and_the_same_loss(spa
     assert with_index.graph_break_count == 0
     torch._dynamo.reset()
     assert torch._dynamo.explain(module)(ids, labels, attention_mask=mask).graph_break_count > 0  # what it avoids
+
+
+def test_collating_workers_default_to_two_for_pretraining_on_cuda_only():
+    objective, task = SimpleNamespace(), SimpleNamespace(metrics=lambda outputs: {})  # a task scores predictions
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    assert loop.workers_for(None, cuda, objective) == 2
+    assert loop.workers_for(None, cpu, objective) == 0 and loop.workers_for(None, cuda, task) == 0
+    assert loop.workers_for(3, cpu, task) == 3 and loop.workers_for(0, cuda, objective) == 0

@@ -69,7 +69,7 @@ def test_checkpoint_of_the_bare_causal_lm_resumes_exactly(debug_cfg, metrics, tm
 
 
 def test_worker_processes_change_no_loss(debug_cfg, metrics, tmp_path):
-    """Batches collated in DataLoader workers (train.num_workers, 2 by default on CUDA) are the batches the
+    """Batches collated in DataLoader workers (train.num_workers, 2 by default for pre-training on CUDA) are the batches the
     training process collates itself: masks are keyed by (seed, example index), not by who draws them."""
     for workers in (0, 2):
         pretrain(debug_cfg("mlm", tmp_path / str(workers), "train.max_steps=4", f"train.num_workers={workers}"),
