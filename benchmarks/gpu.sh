@@ -23,7 +23,8 @@ MODELS=${MODELS:-gpt2 bert}
 
 if ! python3 -c "import omegaconf" 2>/dev/null; then
   if [ -d .gpu_wheels ]; then python3 -m pip install -q --no-deps --no-index .gpu_wheels/*.whl 2>&1 | tail -1
-  else echo "gpu.sh: omegaconf is missing and there is no .gpu_wheels/ folder to install it from" >&2; exit 2; fi
+  else echo "gpu.sh: omegaconf is missing and there is no .gpu_wheels/ folder to install it from; make it where" \
+         "pip reaches PyPI: pip wheel --no-deps -w .gpu_wheels omegaconf antlr4-python3-runtime==4.9.3" >&2; exit 2; fi
 fi
 if [ "$REHEARSAL" != 1 ] && ! python3 -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)"; then
   echo "gpu.sh: no CUDA device (torch.cuda.is_available() is false); CPU_REHEARSAL=1 runs a tiny CPU smoke run" >&2
