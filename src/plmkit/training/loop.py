@@ -304,6 +304,10 @@ def fit(cfg: RunConfig, model: torch.nn.Module, objective: Objective, train_set:
     with progress:
         bar = progress.add_task("train", total=max_steps, completed=state["step"], status="")
         upcoming: list[dict] = []  # the next step's micro-batches, collated during this step's backward passes
+        # The loss is read on the host only where a row is logged or a checkpoint written: a read waits for the
+        # device, and every step's would keep the host from queuing the next step while the GPU works. Between
+        # reads, the first step whose loss is not finite (and that loss) are kept on the device.
+        first_bad = torch.tensor([math.inf, 0.0], dtype=torch.float64, device=acc.device)  # (step, its loss)
         while state["step"] < max_steps:
             if profiler is not None:
                 profiler.before(state["step"])
@@ -333,18 +337,23 @@ def fit(cfg: RunConfig, model: torch.nn.Module, objective: Objective, train_set:
             window_tokens += step_tokens
             if profiler is not None:
                 profiler.after(state["step"], last=state["step"] == max_steps)
-            loss = float(acc.reduce(loss_sum, reduction="sum")) / max(all_targets, 1)
-            if not math.isfinite(loss):
-                advice = f"lower train.lr (now {tc.lr}) or raise train.warmup_steps (now {tc.warmup_steps})"
-                if precision == "fp16":
-                    advice += ", or use train.precision=bf16 or fp32"
-                saved = checkpoint.latest(run_dir)
-                advice += (f"; then continue from {saved} with --resume" if saved else "; then start again")
-                raise TrainingError(f"the loss became {loss} at step {state['step']}: {advice}")
+            newly_bad = ~torch.isfinite(loss_sum) & torch.isinf(first_bad[0])  # no host read: device-side updates
+            first_bad = torch.stack([torch.where(newly_bad, float(state["step"]), first_bad[0]),
+                                     torch.where(newly_bad, loss_sum, first_bad[1])])
 
             step, last = state["step"], state["step"] == max_steps
             evaluate_now = (last or (tc.eval_every > 0 and step % tc.eval_every == 0)
                             or (cfg.eval.per_epoch and step % steps_per_epoch == 0))
+            if evaluate_now or step % tc.log_every == 0 or step % tc.save_every == 0:  # a row or a checkpoint
+                loss = float(acc.reduce(loss_sum, reduction="sum")) / max(all_targets, 1)
+                bad_step, bad_loss = min(acc.gather(first_bad[None]).tolist())  # the earliest of all processes
+                if math.isfinite(bad_step):
+                    advice = f"lower train.lr (now {tc.lr}) or raise train.warmup_steps (now {tc.warmup_steps})"
+                    if precision == "fp16":
+                        advice += ", or use train.precision=bf16 or fp32"
+                    saved = checkpoint.latest(run_dir)
+                    advice += (f"; then continue from {saved} with --resume" if saved else "; then start again")
+                    raise TrainingError(f"the loss became {bad_loss} at step {int(bad_step)}: {advice}")
             stop_early = False
             if evaluate_now or step % tc.log_every == 0:
                 now = time.time()

@@ -21,6 +21,7 @@ from plmkit import load_config
 from plmkit.api import pretrain
 from plmkit.cli import main
 from plmkit.errors import CompatibilityError, ConfigError, DataError, PlmError, TrainingError
+from plmkit.training import checkpoint
 
 ROOT = Path(__file__).resolve().parents[3]
 MLM = ROOT / "configs" / "debug" / "mlm.yaml"
@@ -174,3 +175,15 @@ def test_subprocess_debug_shows_the_traceback(tmp_path, shared_cache):
     assert proc.returncode not in (0, 2)
     assert "Traceback (most recent call last)" in proc.stderr
     assert "plmkit.errors.DataError" in proc.stderr and "does not exist" in proc.stderr
+
+
+def test_a_loss_gone_bad_between_reads_names_its_first_step_and_saves_nothing(tmp_path, shared_cache):
+    """The loop reads the loss only at logged or saved steps (a read waits for the device). The first step with a
+    non-finite loss is kept on the device meanwhile: step 1's loss comes before any update, step 2's after an
+    update at LR 1e30, and the read at step 3 (a checkpoint step) names step 2 and writes no checkpoint."""
+    sets = [f"run.output_dir={tmp_path / 'run'}", f"data.cache_dir={shared_cache}",
+            _paths(ROOT / "tests" / "fixtures" / "tiny.txt"), "train.lr=1e30", "train.warmup_steps=0",
+            "train.max_steps=8", "train.log_every=5", "train.save_every=3", "train.eval_every=0"]
+    with pytest.raises(TrainingError, match=r"the loss became (nan|inf) at step 2: "):
+        pretrain(load_config(MLM, sets), show_progress=False)
+    assert checkpoint.latest(tmp_path / "run") is None
