@@ -344,7 +344,8 @@ def fit(cfg: RunConfig, model: torch.nn.Module, objective: Objective, train_set:
             step, last = state["step"], state["step"] == max_steps
             evaluate_now = (last or (tc.eval_every > 0 and step % tc.eval_every == 0)
                             or (cfg.eval.per_epoch and step % steps_per_epoch == 0))
-            if evaluate_now or step % tc.log_every == 0 or step % tc.save_every == 0:  # a row or a checkpoint
+            log_now = evaluate_now or step % tc.log_every == 0
+            if log_now or step % tc.save_every == 0:  # a row or a checkpoint is due: read the loss
                 loss = float(acc.reduce(loss_sum, reduction="sum")) / max(all_targets, 1)
                 bad_step, bad_loss = min(acc.gather(first_bad[None]).tolist())  # the earliest of all processes
                 if math.isfinite(bad_step):
@@ -355,7 +356,7 @@ def fit(cfg: RunConfig, model: torch.nn.Module, objective: Objective, train_set:
                     advice += (f"; then continue from {saved} with --resume" if saved else "; then start again")
                     raise TrainingError(f"the loss became {bad_loss} at step {int(bad_step)}: {advice}")
             stop_early = False
-            if evaluate_now or step % tc.log_every == 0:
+            if log_now:
                 now = time.time()
                 row = {"step": step, "time": round(now, 3), "loss": round(loss, 6), "lr": lr,
                        "grad_norm": round(float(grad_norm), 6), "tokens_seen": state["tokens_seen"],
