@@ -34,8 +34,13 @@ import plmkit.objectives.mlm as current
 def module_at(commit: str) -> types.ModuleType:
     """src/plmkit/objectives/mlm.py as it was at `commit`, loaded beside the current one (its objective not
     registered a second time)."""
-    source = subprocess.run(["git", "show", f"{commit}:src/plmkit/objectives/mlm.py"], cwd=REPO, check=True,
-                            capture_output=True, text=True).stdout
+    shown = subprocess.run(["git", "show", f"{commit}:src/plmkit/objectives/mlm.py"], cwd=REPO, check=False,
+                           capture_output=True, text=True)
+    if shown.returncode:
+        sys.exit(f"error: --against {commit}: git has no src/plmkit/objectives/mlm.py there "
+                 f"({shown.stderr.strip().splitlines()[-1] if shown.stderr.strip() else 'git failed'}); "
+                 "give a commit of this repository")
+    source = shown.stdout
     path = Path(tempfile.mkdtemp(prefix="plm-collate-")) / f"mlm_at_{commit}.py"
     path.write_text(source.replace('@objectives.register("mlm", config=MLMConfig)', ""))
     spec = importlib.util.spec_from_file_location(path.stem, path)
