@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import warnings
 from collections.abc import Callable
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
@@ -201,6 +202,25 @@ def set_attention(model: torch.nn.Module, name: str) -> str:
             hf.set_attn_implementation(name)
         except (ImportError, ValueError) as e:
             raise ConfigError(f"train.attention={name}: {str(e).splitlines()[0]}; use sdpa or auto") from None
+    return hf.config._attn_implementation
+
+
+def use_plmkit_sdpa(model: torch.nn.Module, wanted: bool, compiled: bool, device: torch.device) -> str | None:
+    """With train.compiled_sdpa (`wanted`) under train.compile on CUDA: switch an SDPA model to `plmkit_sdpa`
+    (models/dropout_attention.py: no all-true or causal masks where there is no padding, and attention with dropout
+    as one operation that torch.compile does not trace into). Returns the new implementation's name, or None where
+    nothing changed (another attention, a CPU, or a transformers version that refuses the name)."""
+    hf = transformers_model(model)
+    if not (wanted and compiled and device.type == "cuda") or hf is None or hf.config._attn_implementation != "sdpa":
+        return None
+    from plmkit.models import dropout_attention
+
+    try:
+        hf.set_attn_implementation(dropout_attention.register())
+    except (ImportError, ValueError, AttributeError) as e:
+        warnings.warn(f"train.compiled_sdpa: transformers refused the attention implementation "
+                      f"({str(e).splitlines()[0]}); SDPA runs as transformers runs it", stacklevel=2)
+        return None
     return hf.config._attn_implementation
 
 

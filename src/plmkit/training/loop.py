@@ -23,7 +23,13 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from plmkit import flops
 from plmkit.config import RunConfig
 from plmkit.errors import ConfigError, TrainingError
-from plmkit.models.transformer import apply_fused_kernels, pick_attention, sdpa_backends, set_attention
+from plmkit.models.transformer import (
+    apply_fused_kernels,
+    pick_attention,
+    sdpa_backends,
+    set_attention,
+    use_plmkit_sdpa,
+)
 from plmkit.objectives import EVAL_INDEX_OFFSET, Objective
 from plmkit.objectives.base import use_compiled_loss
 from plmkit.training import allocator, checkpoint
@@ -191,6 +197,7 @@ def fit(cfg: RunConfig, model: torch.nn.Module, objective: Objective, train_set:
     attention = set_attention(model, pick_attention(model, tc.attention, acc.device, precision,
                                                     cfg.data.doc_attention))
     kernels = apply_fused_kernels(model, acc.device) if tc.fused_kernels == "auto" else []
+    attention = use_plmkit_sdpa(model, tc.compiled_sdpa, tc.compile, acc.device) or attention
     # CUDA's bernoulli_ is cheap already. Gradient checkpointing recomputes the forward pass outside the mode, where
     # the replayed masks would be torch's, not the ones the forward pass drew.
     fast_masks = tc.fast_dropout and acc.device.type == "cpu" and not tc.compile and not tc.gradient_checkpointing
