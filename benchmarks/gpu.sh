@@ -9,7 +9,8 @@
 # GPT_BATCH / BERT_BATCH (micro-batch; the configs' grad_accum stays), LOG_EVERY (20), EXTRA (more --set overrides),
 # OUT (results), WORK (run folders, shard cache). Prints one JSON line per model: the medians of the logged
 # tokens/s and MFU over the logging windows after the first two (compilation, warm-up), and what ran; with
-# EXTRA="--set train.profile_steps=3 --set train.profile_from=25", also the profile's share of GPU-busy time
+# EXTRA="--set train.profile_steps=3 --set train.profile_from=25", also the profile's share of GPU-busy time (the
+# windows holding profiled steps are then left out of the medians)
 # (WORK/<model>/profile/ holds its operator table and trace).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -21,11 +22,7 @@ LOG_EVERY=${LOG_EVERY:-$([ "$REHEARSAL" = 1 ] && echo 1 || echo 20)}
 COMPILE=${COMPILE:-$([ "$REHEARSAL" = 1 ] && echo 0 || echo 1)}
 MODELS=${MODELS:-gpt2 bert}
 
-if ! python3 -c "import omegaconf" 2>/dev/null; then
-  if [ -d .gpu_wheels ]; then python3 -m pip install -q --no-deps --no-index .gpu_wheels/*.whl 2>&1 | tail -1
-  else echo "gpu.sh: omegaconf is missing and there is no .gpu_wheels/ folder to install it from; make it where" \
-         "pip reaches PyPI: pip wheel --no-deps -w .gpu_wheels omegaconf antlr4-python3-runtime==4.9.3" >&2; exit 2; fi
-fi
+source benchmarks/gpu_wheels.sh  # omegaconf from .gpu_wheels/ where it is missing
 if [ "$REHEARSAL" != 1 ] && ! python3 -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)"; then
   echo "gpu.sh: no CUDA device (torch.cuda.is_available() is false); CPU_REHEARSAL=1 runs a tiny CPU smoke run" >&2
   exit 3
@@ -46,8 +43,6 @@ COMMON=(--set "data.paths=[$WORK/stdlib.txt]" --set data.doc_split=blank_line --
         --set train.max_steps="$STEPS" --set train.log_every="$LOG_EVERY" --set train.eval_every=0
         --set eval.at_start=false --set train.eval_blocks=8 --set train.save_every=1000000 --set train.precision=bf16
         --set "log.to=[jsonl]" --overwrite)
-# shellcheck disable=SC2206
-[ -n "${EXTRA:-}" ] && COMMON+=($EXTRA)
 if [ "$REHEARSAL" = 1 ]; then
   COMMON+=(--set model.num_layers=2 --set model.hidden_size=128 --set model.num_heads=2 --set data.block_size=128
            --set model.vocab_size=null --set tokenizer.train.vocab_size=2000 --set train.grad_accum=1
@@ -58,6 +53,8 @@ run_model() {  # name config batch -> $OUT/<name>.{out,err}, $WORK/<name>/metric
   local name=$1 config=$2 batch=$3 compile=$4 args=()
   [ "$REHEARSAL" != 1 ] && args+=(--set train.batch_size="$batch")
   [ "$compile" = 1 ] && args+=(--set train.compile=true)
+  # shellcheck disable=SC2206
+  [ -n "${EXTRA:-}" ] && args+=($EXTRA)  # last, so that EXTRA's --set overrides win (train.batch_size too)
   python3 -m plmkit pretrain "$config" "${COMMON[@]}" "${args[@]}" --set "run.output_dir=$WORK/$name" \
     > "$OUT/$name.out" 2> "$OUT/$name.err"
 }
@@ -93,6 +90,11 @@ try:
     rows = [json.loads(line) for line in open(f"{out}/{name}_metrics.jsonl") if line.strip()]
     rows = [r for r in rows if "tokens_per_s" in r]
     steady = rows[2:] or rows
+    if os.path.exists(f"{out}/{name}_profile.json"):  # the profiled steps (and the trace's writing) are slower
+        prof = json.load(open(f"{out}/{name}_profile.json"))
+        first, last = prof["first_step"], prof["first_step"] + prof["steps"]
+        starts = [0] + [r["step"] for r in rows[:-1]]
+        steady = [r for r, start in zip(rows, starts) if r in steady and (r["step"] < first or start >= last)] or steady
     res.update({"windows": len(rows), "windows_used": len(steady),
                 "tokens_per_s_median": statistics.median(r["tokens_per_s"] for r in steady),
                 "first_loss": rows[0]["loss"], "last_loss": rows[-1]["loss"]})

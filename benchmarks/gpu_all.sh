@@ -1,27 +1,27 @@
 #!/usr/bin/env bash
 # A GPU session's measurements: which attention kernel SDPA picks and how fast each runs
 # (benchmarks/gpu_attention.py, at BERT-base's and GPT-2's shapes), then benchmarks/gpu.sh once per variant in RUNS,
-# each under its own time limit and with a 3-step profile. All of it takes about 9 minutes of one device call; the
-# two halves fit two calls of about 5 (the machine stays warm for a moment between calls). Run from the repo root:
-#   OUT=/tmp/gpu bash benchmarks/gpu_all.sh
-#   RUNS="gpt2=gpt2|;gpt2-cudagraphs=gpt2|--set train.compile_mode=reduce-overhead" ATTENTION=gpt2 bash benchmarks/gpu_all.sh
-#   RUNS="bert=bert|;bert-fused-sdpa=bert|--set train.sdpa_backends=[flash,efficient,cudnn]" ATTENTION=bert bash ...
-#   CPU_REHEARSAL=1 OUT=/tmp/gpu bash benchmarks/gpu_all.sh      # the same on a CPU with tiny models (2 minutes)
-# Env: RUNS (';'-separated name=model|extra --set overrides; default the four variants above), ATTENTION (bert gpt2;
-# empty skips the check), GPT_STEPS (50), BERT_STEPS (40), GPT_LIMIT (150 s) and BERT_LIMIT (210 s) per run,
-# ATTENTION_LIMIT (120 s), OUT. Prints each attention check's JSON line, then gpu.sh's line of each run with
-# "variant" added. $OUT/attention_<shapes>.json and $OUT/<variant>.tgz (a run's logs, metrics and profile: ops.txt,
-# summary.json, trace.json, a BERT-base trace being about 60 MB, 5 MB packed) come back from a device call as they
-# are: it brings back at most 8 files of at most 16 MiB.
+# each under its own time limit and with a 3-step profile. All of it takes about 10 minutes of device time: run it
+# as the two halves below, one call each (a call may take at most 10 minutes). Run from the repo root:
+#   RUNS="gpt2=gpt2|;gpt2-b32=gpt2|--set train.batch_size=32" ATTENTION=gpt2 OUT=/tmp/gpu bash benchmarks/gpu_all.sh
+#   RUNS="bert=bert|" ATTENTION=bert OUT=/tmp/gpu bash benchmarks/gpu_all.sh
+#   CPU_REHEARSAL=1 OUT=/tmp/gpu bash benchmarks/gpu_all.sh      # all of it on a CPU with tiny models (3 minutes)
+# Env: RUNS (';'-separated name=model|extra --set overrides; default the three variants above), ATTENTION (bert
+# gpt2; empty skips the check), GPT_STEPS (50), BERT_STEPS (50), GPT_LIMIT (150 s) and BERT_LIMIT (240 s) per run,
+# ATTENTION_LIMIT (120 s), OUT. Prints each attention check's JSON line (and its error output if it fails), then
+# gpu.sh's line of each run with "variant" added. $OUT/attention_<shapes>.json and $OUT/<variant>.tgz (a run's logs,
+# metrics and profile: ops.txt, summary.json, trace.json, a BERT-base trace being about 90 MB, 6 MB packed) come back
+# from a device call as they are: it brings back at most 8 files of at most 16 MiB.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/plm-gpu-all}; W=$(mktemp -d /tmp/plm-gpu-all.XXXX); mkdir -p "$OUT"
 REHEARSAL=${CPU_REHEARSAL:-0}
-RUNS=${RUNS:-"gpt2=gpt2|;gpt2-cudagraphs=gpt2|--set train.compile_mode=reduce-overhead;bert=bert|;bert-fused-sdpa=bert|--set train.sdpa_backends=[flash,efficient,cudnn]"}
+RUNS=${RUNS:-"gpt2=gpt2|;gpt2-b32=gpt2|--set train.batch_size=32;bert=bert|"}
 GPT_STEPS=${GPT_STEPS:-$([ "$REHEARSAL" = 1 ] && echo 8 || echo 50)}
-BERT_STEPS=${BERT_STEPS:-$([ "$REHEARSAL" = 1 ] && echo 8 || echo 40)}
+BERT_STEPS=${BERT_STEPS:-$([ "$REHEARSAL" = 1 ] && echo 8 || echo 50)}
 PROFILE_FROM=$([ "$REHEARSAL" = 1 ] && echo 4 || echo 25)
 export PYTHONPATH=src PYTHONUNBUFFERED=1
+source benchmarks/gpu_wheels.sh  # the attention check imports plmkit, and so omegaconf, before gpu.sh runs
 
 mkdir -p "$W/attention"
 for shapes in ${ATTENTION-bert gpt2}; do  # BERT-base's attention (dropout 0.1), GPT-2 124M's (causal, no dropout)
@@ -33,8 +33,10 @@ for shapes in ${ATTENTION-bert gpt2}; do  # BERT-base's attention (dropout 0.1),
   [ "$REHEARSAL" = 1 ] && args=(--device cpu --shape 2,2,64,16 "${args[@]:2}")
   timeout -k 5 "${ATTENTION_LIMIT:-120}" python3 benchmarks/gpu_attention.py "${args[@]}" \
     > "$OUT/attention_$shapes.json" 2> "$W/attention/$shapes.err"
-  echo "{\"gpu_attention\": \"$shapes\", \"rc\": $?}"
+  rc=$?
+  echo "{\"gpu_attention\": \"$shapes\", \"rc\": $rc}"
   cat "$OUT/attention_$shapes.json"
+  [ $rc != 0 ] && tail -20 "$W/attention/$shapes.err" >&2  # why it failed, on the call's output
 done
 
 IFS=';' read -ra variants <<< "$RUNS"
@@ -42,7 +44,7 @@ for variant in "${variants[@]}"; do
   name=${variant%%=*}; rest=${variant#*=}; model=${rest%%|*}; extra=${rest#*|}
   case $model in
     gpt2) steps=$GPT_STEPS; limit=${GPT_LIMIT:-150} ;;
-    bert) steps=$BERT_STEPS; limit=${BERT_LIMIT:-210} ;;
+    bert) steps=$BERT_STEPS; limit=${BERT_LIMIT:-240} ;;
     *) echo "gpu_all.sh: unknown model $model in $variant" >&2; continue ;;
   esac
   # CUDA graphs need a GPU; a rehearsal runs the variant without them

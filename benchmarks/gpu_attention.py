@@ -10,7 +10,8 @@ its fused kernels (train.sdpa_backends) avoids it.
     python benchmarks/gpu_attention.py --device cpu --shape 2,2,64,16               # a smoke run of the script
 
 Cases: eager with SDPA's own choice and limited to each backend (cudnn, flash, efficient, math), with and without
-dropout; compiled with SDPA's choice; compiled with dropout limited to the fused backends. Prints one JSON object on
+dropout; compiled with SDPA's choice; compiled with dropout limited to the fused backends; compiled with dropout
+through plmkit's operator (train.compiled_sdpa). A case that fails reports its error. Prints one JSON object on
 one stdout line: per case the kernel family, the step time, the achieved TFLOP/s and the kernels, or the error where
 no allowed kernel runs it.
 """
@@ -26,6 +27,7 @@ import torch.nn.functional as F
 from torch.profiler import ProfilerActivity, profile
 
 from plmkit.errors import ConfigError
+from plmkit.models import dropout_attention  # noqa: F401 - registers torch.ops.plmkit.sdpa_dropout
 from plmkit.models.transformer import sdpa_backends
 
 
@@ -39,13 +41,18 @@ def family(names: list[str]) -> str:
 
 
 LIMITS = {"auto": None, "flash": ["flash"], "efficient": ["efficient"], "cudnn": ["cudnn"], "math": ["math"],
-          "fused": ["flash", "efficient", "cudnn"]}
+          "fused": ["flash", "efficient", "cudnn"], "operator": None}
 """What each case limits SDPA to, as train.sdpa_backends names (the loop's own `sdpa_backends`); auto: SDPA's
-choice."""
+choice; operator: SDPA's choice inside plmkit's operator (plmkit.models.dropout_attention)."""
 
 
 def attention(q, k, v, p: float, causal: bool):
     return F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=causal)
+
+
+def operator_attention(q, k, v, p: float, causal: bool):
+    """What the loop runs with train.compiled_sdpa: SDPA inside plmkit's custom operator."""
+    return torch.ops.plmkit.sdpa_dropout(q, k, v, None, p, causal, q.shape[-1] ** -0.5)[0]
 
 
 def case(device: str, dtype: torch.dtype, p: float, compiled: bool, shape: tuple[int, int, int, int],
@@ -54,7 +61,8 @@ def case(device: str, dtype: torch.dtype, p: float, compiled: bool, shape: tuple
     4 x B x H x T^2 x d forward, twice that backward, halved when causal)."""
     torch._dynamo.reset()
     q, k, v = (torch.randn(shape, device=device, dtype=dtype, requires_grad=True) for _ in range(3))
-    fn = torch.compile(attention) if compiled else attention
+    formula = operator_attention if backend == "operator" else attention
+    fn = torch.compile(formula) if compiled else formula
     kernels = sdpa_backends(LIMITS[backend])
     result = {"backend": backend, "dropout": p, "compile": compiled, "causal": causal}
 
@@ -66,6 +74,9 @@ def case(device: str, dtype: torch.dtype, p: float, compiled: bool, shape: tuple
         step()
     except ConfigError as exc:  # no allowed kernel for this case: torch's own message
         return {**result, "family": None, "error": str(exc.__cause__ or exc).strip().splitlines()[0][:200]}
+    except Exception as exc:  # noqa: BLE001 - any other failure is this case's result, not the end of the others
+        text = str(exc).strip().splitlines()
+        return {**result, "family": None, "error": f"{type(exc).__name__}: {text[0][:200] if text else ''}"}
 
     for _ in range(2):  # warm up (the step above compiled)
         step()
@@ -108,6 +119,7 @@ def main() -> None:
     cases += [one(p, True) for p in drops]
     if args.dropout > 0:
         cases.append(one(args.dropout, True, "fused"))
+        cases.append(one(args.dropout, True, "operator"))
     print(json.dumps({"device": torch.cuda.get_device_name(0) if args.device == "cuda" else "cpu",
                       "torch": torch.__version__, "shape": shape, "causal": args.causal, "dtype": str(dtype),
                       "cases": cases}))
