@@ -106,7 +106,8 @@ try:
     last = [line for line in open(f"{out}/{name}.out") if line.startswith("{")]
     if last:  # plm pretrain's result: mfu there is the mean over all logged windows, warm-up included
         run = json.loads(last[-1])
-        res["run"] = {k: run[k] for k in ("mfu", "tokens_seen", "train_seconds", "eval_loss") if k in run}
+        res["run"] = {k: run[k] for k in ("mfu", "tokens_seen", "train_seconds", "eval_loss", "peak_memory_gb")
+                     if k in run}
 except Exception as exc:  # report what failed rather than nothing
     res["error"] = repr(exc)
     res["stderr_tail"] = err.strip().splitlines()[-5:]

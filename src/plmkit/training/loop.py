@@ -408,11 +408,22 @@ def fit(cfg: RunConfig, model: torch.nn.Module, objective: Objective, train_set:
             metrics["initial_eval_ppl"] = math.exp(min(state["initial_eval_loss"], 50.0))
     if mfus:
         metrics["mfu"] = flops.mean_mfu(mfus)  # the mean over the logged windows
+    metrics["peak_memory_gb"] = peak_memory_gb(acc.device)
     if last_row:
         metrics.update({k: v for k, v in last_row.items() if k == "loss" or k.startswith("eval_")})
     if best_key is not None and state["best_step"] is not None:
         metrics.update({"best_step": state["best_step"], **{f"best_{k}": v for k, v in state["best_scores"].items()}})
     return FitResult(steps=state["step"], tokens_seen=state["tokens_seen"], metrics=metrics, model=model)
+
+
+def peak_memory_gb(device: torch.device) -> float:
+    """The run's peak memory in GiB: on CUDA the most torch allocated on the device (its caching allocator may hold
+    more); elsewhere the process's peak resident memory (everything in it, the Python interpreter included)."""
+    if device.type == "cuda":
+        return round(torch.cuda.max_memory_allocated(device) / 2**30, 2)
+    import resource
+
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2)  # Linux reports KiB
 
 
 class MeanMetrics:

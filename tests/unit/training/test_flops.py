@@ -171,3 +171,5 @@ def test_every_metrics_row_of_a_fit_has_positive_finite_mfu(debug_cfg, metrics, 
         assert math.isfinite(row["mfu"]) and 0 < row["mfu"] < 1
         assert row["flops_per_s"] == pytest.approx(row["tokens_per_s"] * per_token, rel=1e-3)
     assert result.metrics["mfu"] == pytest.approx(sum(r["mfu"] for r in rows) / len(rows), rel=1e-3)
+    # the process's peak resident memory on a CPU: torch alone is a few hundred MiB, this machine has 24 GiB
+    assert 0.1 < result.metrics["peak_memory_gb"] < 24
