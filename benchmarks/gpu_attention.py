@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch.profiler import ProfilerActivity, profile
 
 from plmkit.errors import ConfigError
-from plmkit.models import dropout_attention  # noqa: F401 - registers torch.ops.plmkit.sdpa_dropout
+from plmkit.models import compiled_sdpa  # noqa: F401 - registers torch.ops.plmkit.sdpa_dropout
 from plmkit.models.transformer import sdpa_backends
 
 
@@ -43,7 +43,7 @@ def family(names: list[str]) -> str:
 LIMITS = {"auto": None, "flash": ["flash"], "efficient": ["efficient"], "cudnn": ["cudnn"], "math": ["math"],
           "fused": ["flash", "efficient", "cudnn"], "operator": None}
 """What each case limits SDPA to, as train.sdpa_backends names (the loop's own `sdpa_backends`); auto: SDPA's
-choice; operator: SDPA's choice inside plmkit's operator (plmkit.models.dropout_attention)."""
+choice; operator: SDPA's choice inside plmkit's operator (plmkit.models.compiled_sdpa)."""
 
 
 def attention(q, k, v, p: float, causal: bool):

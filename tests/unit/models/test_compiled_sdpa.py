@@ -1,4 +1,4 @@
-"""plmkit_sdpa (models/dropout_attention.py): attention with dropout as one custom operator. It must give what
+"""plmkit_sdpa (models/compiled_sdpa.py): attention with dropout as one custom operator. It must give what
 SDPA gives, the same dropout mask included, eager and compiled, and leave the random stream as SDPA leaves it."""
 
 import json
@@ -10,7 +10,7 @@ from torch._dynamo.testing import CompileCounterWithBackend
 from transformers import AutoModel, BertConfig, BertForMaskedLM, GPT2Config, GPT2LMHeadModel
 from transformers.masking_utils import bidirectional_mask_function
 
-from plmkit.models import dropout_attention
+from plmkit.models import compiled_sdpa
 from plmkit.models.transformer import use_plmkit_sdpa
 
 CONFIG = {"vocab_size": 100, "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4,
@@ -38,7 +38,7 @@ def two_steps(attention: str, backend: str | None = None):
 
 
 def test_same_losses_gradients_and_random_stream_as_sdpa_eager_and_compiled():
-    name = dropout_attention.register()
+    name = compiled_sdpa.register()
     plain_losses, plain_grad, plain_next, _ = two_steps("sdpa")
     op_losses, op_grad, op_next, _ = two_steps(name)
     compiled_losses, compiled_grad, compiled_next, counter = two_steps(name, "aot_eager")
@@ -69,19 +69,28 @@ def test_operator_with_a_mask_matches_sdpa_gradients():
     assert (plain[0] == 0).any()  # dropout did drop: the masks, not just the formula, agree
 
 
-def test_switch_applies_only_to_sdpa_under_compile_on_cuda():
+def test_switch_applies_only_to_sdpa_under_compile_on_cuda(monkeypatch):
     cuda = torch.device("cuda")  # only its type is read: no GPU needed
+    monkeypatch.setattr(compiled_sdpa, "generator_state_fits", lambda device: True)
 
     def switched(wanted=True, compiled=True, device=cuda, attention="sdpa"):
         model = BertForMaskedLM(BertConfig(**CONFIG))
         model.set_attn_implementation(attention)
         return use_plmkit_sdpa(model, wanted, compiled, device)
 
-    assert switched() == dropout_attention.NAME
+    assert switched() == compiled_sdpa.NAME
     assert switched(wanted=False) is None
     assert switched(compiled=False) is None
     assert switched(device=torch.device("cpu")) is None
     assert switched(attention="eager") is None
+    monkeypatch.setattr(compiled_sdpa, "generator_state_fits", lambda device: False)
+    with pytest.warns(UserWarning, match="generator state"):
+        assert switched() is None
+
+
+def test_cpu_generator_state_fits():
+    assert compiled_sdpa.generator_state_fits(torch.device("cpu"))
+    assert not compiled_sdpa.generator_state_fits(torch.device("meta"))
 
 
 def attention_masks(model) -> list:
@@ -107,7 +116,7 @@ def test_no_mask_without_padding_under_compile(decoder):
                                            attn_pdrop=0.0, resid_pdrop=0.0, embd_pdrop=0.0))
     else:
         model = BertForMaskedLM(BertConfig(**CONFIG))
-    model.set_attn_implementation(dropout_attention.register())
+    model.set_attn_implementation(compiled_sdpa.register())
     masks = attention_masks(model)
     assert masks and all(mask is None for mask in masks)
     ids = torch.randint(0, 100, (2, 16))
@@ -125,15 +134,15 @@ def test_mask_function_keeps_padding_and_document_masks():
                 "allow_is_causal_skip": causal, "allow_is_bidirectional_skip": not causal}
         if not causal:
             args["mask_function"] = bidirectional_mask_function
-        mask = dropout_attention.mask_forward(**args)
+        mask = compiled_sdpa.mask_forward(**args)
         assert mask is not None and not mask[0, 0, :, -3:].any() and mask[1].all() != causal
-    assert dropout_attention.mask_forward(batch_size=2, q_length=8, kv_length=8, allow_is_causal_skip=True) is None
-    assert dropout_attention.mask_forward(batch_size=2, q_length=8, kv_length=8, allow_is_causal_skip=False) is not None
+    assert compiled_sdpa.mask_forward(batch_size=2, q_length=8, kv_length=8, allow_is_causal_skip=True) is None
+    assert compiled_sdpa.mask_forward(batch_size=2, q_length=8, kv_length=8, allow_is_causal_skip=False) is not None
 
 
 def test_exported_model_does_not_record_the_implementation(tmp_path):
     model = BertForMaskedLM(BertConfig(**CONFIG))
-    model.set_attn_implementation(dropout_attention.register())
+    model.set_attn_implementation(compiled_sdpa.register())
     model.save_pretrained(tmp_path)
     assert "plmkit_sdpa" not in json.dumps(json.loads((tmp_path / "config.json").read_text()))
     loaded = AutoModel.from_pretrained(tmp_path)
@@ -147,5 +156,5 @@ def test_evaluation_and_no_dropout_run_transformers_sdpa(dropout):
     model = BertForMaskedLM(BertConfig(**{**CONFIG, "attention_probs_dropout_prob": dropout})).eval()
     ids = torch.randint(0, 100, (2, 16))
     plain = model(input_ids=ids).logits
-    model.set_attn_implementation(dropout_attention.register())
+    model.set_attn_implementation(compiled_sdpa.register())
     assert torch.equal(model(input_ids=ids).logits, plain)

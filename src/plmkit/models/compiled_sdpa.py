@@ -33,6 +33,12 @@ STATE_BYTES = {"cpu": torch.default_generator.get_state().numel(), "cuda": 16}
 """Bytes of a default generator's state: the CPU's Mersenne Twister; CUDA's Philox seed and offset."""
 
 
+def generator_state_fits(device: torch.device) -> bool:
+    """Whether `device`'s default generator has the state size the fake kernel promises (checked before a run
+    switches to this implementation, not in its middle)."""
+    return device.type in STATE_BYTES and _generator(device).get_state().numel() == STATE_BYTES[device.type]
+
+
 def _generator(device: torch.device) -> torch.Generator:
     if device.type == "cuda":
         return torch.cuda.default_generators[device.index if device.index is not None else torch.cuda.current_device()]
@@ -56,7 +62,8 @@ def _attend(query: Tensor, key: Tensor, value: Tensor, attn_mask: Tensor | None,
 @torch.library.custom_op("plmkit::sdpa_dropout", mutates_args=())
 def sdpa_dropout(query: Tensor, key: Tensor, value: Tensor, attn_mask: Tensor | None, dropout_p: float,
                  is_causal: bool, scale: float) -> tuple[Tensor, Tensor]:
-    """SDPA's output (B, heads, T, d; in query's memory layout) and the random state its dropout started from (uint8, on the CPU)."""
+    """SDPA's output (B, heads, T, d; in query's memory layout) and the random state its dropout started from
+    (uint8, on the CPU)."""
     state = _generator(query.device).get_state()
     if state.numel() != STATE_BYTES[query.device.type]:
         raise RuntimeError(f"plmkit::sdpa_dropout: a {query.device.type} generator state of {state.numel()} bytes, "
