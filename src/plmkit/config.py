@@ -206,8 +206,8 @@ class TrainConfig:
     """With train.compile on CUDA, SDPA models run plmkit's attention implementation (`plmkit_sdpa`): no attention
     mask where a batch has no padding (transformers 5.17 builds an all-true or causal mask while torch.compile
     traces, which keeps SDPA off its fused kernels with dropout, and off its causal shortcut), and attention with
-    dropout as one operation that torch.compile calls without tracing into, its backward pass recomputing
-    attention's forward pass from the same random state. false: SDPA as transformers runs it."""
+    dropout and no mask as one operation that torch.compile calls without tracing into, its backward pass
+    recomputing attention's forward pass from the same random state. false: SDPA as transformers runs it."""
     gradient_checkpointing: bool = False
     """Recompute activations in the backward pass to save memory."""
     profile_steps: int = 0

@@ -1,5 +1,5 @@
 """SDPA attention under torch.compile as plmkit runs it on CUDA (train.compiled_sdpa): no attention mask where a
-batch has no padding, and attention with dropout as one operation that torch.compile calls but does not trace into.
+batch has no padding, and attention with dropout and no mask as one operation that torch.compile calls but does not trace into.
 
 Two H200 profiles of BERT-base (dropout 0.1, benchmarks/README.md) showed SDPA running its unfused formula
 (float32 batched products, a softmax and a dropout kernel: about 40% of the step's kernel time, where a fused kernel
@@ -10,7 +10,9 @@ takes no fused kernel there; a causal mask also makes a fused kernel compute eve
 skip. `mask_forward` returns no mask in these cases.
 
 The operator (`torch.library.custom_op`) keeps the kernel choice the eager dispatcher's, which takes FlashAttention
-for bf16 attention with dropout and no mask; whether compiled SDPA does too was not measured. Its backward operator
+for bf16 attention with dropout and no mask; whether compiled SDPA does too was not measured. Attention with a mask
+(padding, packed documents) stays with transformers' SDPA: with a mask and dropout the eager dispatcher took the
+unfused formula on the H200, slower eager than compiled. Its backward operator
 recomputes the forward pass from the saved inputs with the random state the forward pass started from (the same
 dropout mask: torch.utils.checkpoint does the same), then differentiates it: one more attention forward pass per
 layer, about a third of attention's share of the step.
@@ -118,12 +120,15 @@ sdpa_dropout.register_autograd(_backward, setup_context=_setup_context)
 def attention_forward(module: torch.nn.Module, query: Tensor, key: Tensor, value: Tensor,
                       attention_mask: Tensor | None, dropout: float = 0.0, scaling: float | None = None,
                       is_causal: bool | None = None, **kwargs) -> tuple[Tensor, None]:
-    """A transformers attention function (the `plmkit_sdpa` implementation): attention with dropout through
-    `plmkit::sdpa_dropout`; transformers' SDPA function without dropout, and for what the operator does not cover
-    (grouped key/value heads, position biases, soft-capping, attention weights, devices other than CPU and CUDA)."""
+    """A transformers attention function (the `plmkit_sdpa` implementation): attention with dropout and no mask
+    through `plmkit::sdpa_dropout`; transformers' SDPA function elsewhere: without dropout, with a mask (padding,
+    packed documents: with a mask and dropout the eager dispatcher took the unfused formula on an H200, which
+    compiled is at least fused), and for what the operator does not cover (grouped key/value heads, position
+    biases, soft-capping, attention weights, devices other than CPU and CUDA)."""
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
-    plain = (dropout == 0 or query.device.type not in STATE_BYTES or getattr(module, "num_key_value_groups", 1) > 1
+    plain = (dropout == 0 or attention_mask is not None or query.device.type not in STATE_BYTES
+             or getattr(module, "num_key_value_groups", 1) > 1
              or value.shape[-1] != query.shape[-1]
              or any(kwargs.get(k) is not None for k in ("position_bias", "softcap", "head_mask"))
              or kwargs.get("output_attentions", False))

@@ -126,6 +126,20 @@ def test_no_mask_without_padding_under_compile(decoder):
     assert torch.allclose(model(input_ids=ids, labels=ids).loss, plain, atol=1e-6)
 
 
+def test_a_padded_batch_keeps_its_mask_and_transformers_sdpa():
+    """With a padding mask the call stays transformers' SDPA, mask included: the H200 took the unfused formula for
+    attention with a mask and dropout eagerly, slower than compiled."""
+    model = BertForMaskedLM(BertConfig(**CONFIG))
+    model.set_attn_implementation(compiled_sdpa.register())
+    counter = CompileCounterWithBackend("aot_eager")
+    ids, padding = torch.randint(0, 100, (2, 16)), torch.ones(2, 16, dtype=torch.long)
+    padding[0, -4:] = 0
+    torch.compile(model.train(), backend=counter)(input_ids=ids, attention_mask=padding, labels=ids).loss.backward()
+    targets = [str(node.target) for graph in counter.graphs for node in graph.graph.nodes]
+    assert not any("plmkit" in target for target in targets)
+    assert any("scaled_dot_product_attention" in target for target in targets)
+
+
 def test_mask_function_keeps_padding_and_document_masks():
     padding = torch.ones(2, 8, dtype=torch.bool)
     padding[0, -3:] = False
