@@ -1,5 +1,6 @@
 """SDPA attention under torch.compile as plmkit runs it on CUDA (train.compiled_sdpa): no attention mask where a
-batch has no padding, and attention with dropout and no mask as one operation that torch.compile calls but does not trace into.
+batch has no padding, and attention with dropout and no mask as one operation that torch.compile calls but does not
+trace into.
 
 Two H200 profiles of BERT-base (dropout 0.1, benchmarks/README.md) showed SDPA running its unfused formula
 (float32 batched products, a softmax and a dropout kernel: about 40% of the step's kernel time, where a fused kernel

@@ -208,8 +208,8 @@ def set_attention(model: torch.nn.Module, name: str) -> str:
 def use_plmkit_sdpa(model: torch.nn.Module, wanted: bool, compiled: bool, device: torch.device) -> str | None:
     """With train.compiled_sdpa (`wanted`) under train.compile on CUDA: switch an SDPA model to `plmkit_sdpa`
     (models/compiled_sdpa.py: no all-true or causal masks where there is no padding, and attention with dropout
-    and no mask as one operation that torch.compile does not trace into). Returns the new implementation's name, or None where
-    nothing changed (another attention, a CPU, or a transformers version that refuses the name)."""
+    and no mask as one operation that torch.compile does not trace into). Returns the new implementation's name, or
+    None where nothing changed (another attention, a CPU, or a transformers version that refuses the name)."""
     hf = transformers_model(model)
     if not (wanted and compiled and device.type == "cuda") or hf is None or hf.config._attn_implementation != "sdpa":
         return None
