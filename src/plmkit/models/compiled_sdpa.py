@@ -11,16 +11,16 @@ takes no fused kernel there; a causal mask also makes a fused kernel compute eve
 skip. `mask_forward` returns no mask in these cases.
 
 The operator (`torch.library.custom_op`) keeps the kernel choice the eager dispatcher's, which takes FlashAttention
-for bf16 attention with dropout and no mask; whether compiled SDPA does too was not measured. Attention with a mask
-(padding, packed documents) stays with transformers' SDPA: with a mask and dropout the eager dispatcher took the
-unfused formula on the H200, slower eager than compiled. Its backward operator
-recomputes the forward pass from the saved inputs with the random state the forward pass started from (the same
-dropout mask: torch.utils.checkpoint does the same), then differentiates it: one more attention forward pass per
-layer, about a third of attention's share of the step.
+for bf16 attention with dropout and no mask; whether compiled SDPA does too was not measured. The operator's
+backward operator recomputes the forward pass from the saved inputs with the random state the forward pass started
+from (the same dropout mask: torch.utils.checkpoint does the same), then differentiates it: one more attention
+forward pass per layer, about a third of attention's share of the step.
 
 `register()` adds both to transformers as the attention implementation `plmkit_sdpa`. Its attention function calls
-transformers' own SDPA function where there is no dropout (evaluation, GPT-2) and for calls the operator does not
-cover. The name lives only in the process: exported configs do not record it.
+transformers' own SDPA function where there is no dropout (evaluation, GPT-2), where there is a mask (padding,
+packed documents: with a mask and dropout the eager dispatcher took the unfused formula on the H200, slower eager
+than compiled), and for calls the operator does not cover. The name lives only in the process: exported configs do
+not record it.
 """
 
 from __future__ import annotations
@@ -137,9 +137,9 @@ def attention_forward(module: torch.nn.Module, query: Tensor, key: Tensor, value
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
                                       is_causal=is_causal, **kwargs)
     is_causal = is_causal if is_causal is not None else getattr(module, "is_causal", True)
-    is_causal = bool(query.shape[2] > 1 and attention_mask is None and is_causal)  # as transformers' SDPA decides
+    is_causal = bool(query.shape[2] > 1 and is_causal)  # as transformers' SDPA decides where there is no mask
     scale = scaling if scaling is not None else query.shape[-1] ** -0.5
-    out, _ = torch.ops.plmkit.sdpa_dropout(query, key, value, attention_mask, float(dropout), is_causal, float(scale))
+    out, _ = torch.ops.plmkit.sdpa_dropout(query, key, value, None, float(dropout), is_causal, float(scale))
     return out.transpose(1, 2).contiguous(), None  # (B, T, heads, d), as transformers' attention functions return
 
 
