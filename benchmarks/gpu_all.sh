@@ -5,12 +5,12 @@
 # as the two halves below, one call each (a call may take at most 10 minutes). Run from the repo root:
 #   RUNS="gpt2=gpt2|;gpt2-b32=gpt2|--set train.batch_size=32" ATTENTION=gpt2 OUT=/tmp/gpu bash benchmarks/gpu_all.sh
 #   RUNS="bert=bert|" ATTENTION=bert OUT=/tmp/gpu bash benchmarks/gpu_all.sh
-#   CPU_REHEARSAL=1 OUT=/tmp/gpu bash benchmarks/gpu_all.sh      # all of it on a CPU with tiny models (3 minutes)
+#   CPU_REHEARSAL=1 OUT=/tmp/gpu bash benchmarks/gpu_all.sh      # all of it on a CPU with tiny models (about 4 minutes)
 # Env: RUNS (';'-separated name=model|extra --set overrides; default the three variants above), ATTENTION (bert
 # gpt2; empty skips the check), GPT_STEPS (50), BERT_STEPS (50), GPT_LIMIT (150 s) and BERT_LIMIT (240 s) per run,
 # ATTENTION_LIMIT (120 s), OUT. Prints each attention check's JSON line (and its error output if it fails), then
 # gpu.sh's line of each run with "variant" added. $OUT/attention_<shapes>.json and $OUT/<variant>.tgz (a run's logs,
-# metrics and profile: ops.txt, summary.json, trace.json, a BERT-base trace being about 90 MB, 6 MB packed) come back
+# metrics and profile: ops.txt, summary.json, trace.json, a BERT-base trace being about 90 MB, 7 MB packed) come back
 # from a device call as they are: it brings back at most 8 files of at most 16 MiB.
 set -uo pipefail
 cd "$(dirname "$0")/.."
