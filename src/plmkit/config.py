@@ -202,12 +202,14 @@ class TrainConfig:
     """The kernels SDPA attention may choose from (torch.nn.attention.sdpa_kernel), any of flash, efficient, cudnn,
     math; null: torch's own choice. E.g. [flash, efficient, cudnn] keeps it off the unfused math formula; a run whose
     attention no listed kernel supports stops with an error naming this setting."""
-    compiled_sdpa: bool = True
-    """With train.compile on CUDA, SDPA models run plmkit's attention implementation (`plmkit_sdpa`): no attention
-    mask where a batch has no padding (transformers 5.17 builds an all-true or causal mask while torch.compile
-    traces, which keeps SDPA off its fused kernels with dropout, and off its causal shortcut), and attention with
-    dropout and no mask as one operation that torch.compile calls without tracing into, its backward pass
-    recomputing attention's forward pass from the same random state. false: SDPA as transformers runs it."""
+    compiled_sdpa: str = "operator"
+    """With train.compile on CUDA, SDPA models run plmkit's attention (models/compiled_sdpa.py): operator | graph |
+    off. Both operator and graph pass no attention mask where a batch has no padding (transformers 5.17 builds an
+    all-true or causal mask while torch.compile traces, which keeps SDPA off its fused kernels with dropout, and off
+    its causal shortcut). operator: attention with dropout and no mask runs as one operation that torch.compile
+    calls without tracing into, so the eager dispatcher picks its kernel; its backward pass recomputes attention's
+    forward pass from the same random state. graph: SDPA traced into the compiled graph, no recomputation. off:
+    SDPA as transformers runs it."""
     gradient_checkpointing: bool = False
     """Recompute activations in the backward pass to save memory."""
     profile_steps: int = 0
@@ -299,6 +301,7 @@ CHOICES = {
     "train.attention": ("auto", "sdpa", "eager", "flash_attention_2"),
     "train.compile_mode": ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"),
     "train.fused_kernels": ("auto", "off"),
+    "train.compiled_sdpa": ("operator", "graph", "off"),
     "adapter.name": ("none", "lora"),
 }
 SDPA_BACKENDS = ("flash", "efficient", "cudnn", "math")

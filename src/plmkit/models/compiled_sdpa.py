@@ -1,6 +1,6 @@
 """SDPA attention under torch.compile as plmkit runs it on CUDA (train.compiled_sdpa): no attention mask where a
-batch has no padding, and attention with dropout and no mask as one operation that torch.compile calls but does not
-trace into.
+batch has no padding, and (mode `operator`) attention with dropout and no mask as one operation that torch.compile
+calls but does not trace into.
 
 Two H200 profiles of BERT-base (dropout 0.1, benchmarks/README.md) showed SDPA running its unfused formula
 (float32 batched products, a softmax and a dropout kernel: about 40% of the step's kernel time, where a fused kernel
@@ -10,17 +10,21 @@ padding (an all-true (B, 1, T, T) mask for an encoder, a causal one for a decode
 takes no fused kernel there; a causal mask also makes a fused kernel compute every block that `is_causal` would
 skip. `mask_forward` returns no mask in these cases.
 
-The operator (`torch.library.custom_op`) keeps the kernel choice the eager dispatcher's, which takes FlashAttention
-for bf16 attention with dropout and no mask; whether compiled SDPA does too was not measured. The operator's
-backward operator recomputes the forward pass from the saved inputs with the random state the forward pass started
-from (the same dropout mask: torch.utils.checkpoint does the same), then differentiates it: one more attention
-forward pass per layer, about a third of attention's share of the step.
+Two attention implementations share that mask function:
+- `plmkit_sdpa` (mode `operator`): attention with dropout and no mask through the operator
+  (`torch.library.custom_op`), which keeps the kernel choice the eager dispatcher's: FlashAttention for bf16
+  attention with dropout and no mask. Its backward operator recomputes the forward pass from the saved inputs with
+  the random state the forward pass started from (the same dropout mask: torch.utils.checkpoint does the same), then
+  differentiates it: one more attention forward pass per layer, about a third of attention's share of the step.
+- `plmkit_sdpa_graph` (mode `graph`): transformers' own SDPA function, traced into the compiled graph. torch.compile
+  asks SDPA's dispatcher for the kernel while it traces, with the same inputs, so without a mask it can take the
+  fused kernel (dropout included) and save the operator's recomputation. Which of the two is faster on a GPU was
+  not measured yet (benchmarks/gpu_all.sh runs both).
 
-`register()` adds both to transformers as the attention implementation `plmkit_sdpa`. Its attention function calls
-transformers' own SDPA function where there is no dropout (evaluation, GPT-2), where there is a mask (padding,
-packed documents: with a mask and dropout the eager dispatcher took the unfused formula on the H200, slower eager
-than compiled), and for calls the operator does not cover. The name lives only in the process: exported configs do
-not record it.
+`register()` adds both to transformers. `plmkit_sdpa`'s attention function calls transformers' own SDPA function
+where there is no dropout (evaluation, GPT-2), where there is a mask (padding, packed documents: with a mask and
+dropout the eager dispatcher took the unfused formula on the H200, slower eager than compiled), and for calls the
+operator does not cover. The names live only in the process: exported configs do not record them.
 """
 
 from __future__ import annotations
@@ -30,7 +34,11 @@ import torch.nn.functional as F
 from torch import Tensor
 
 NAME = "plmkit_sdpa"
-"""The transformers attention implementation of this module (its mask function and attention function)."""
+"""The transformers attention implementation of mode `operator` (its mask function and attention function)."""
+GRAPH_NAME = "plmkit_sdpa_graph"
+"""The transformers attention implementation of mode `graph` (the mask function, and transformers' SDPA)."""
+MODES = ("operator", "graph", "off")
+"""train.compiled_sdpa's choices."""
 
 STATE_BYTES = {"cpu": torch.default_generator.get_state().numel(), "cuda": 16}
 """Bytes of a default generator's state: the CPU's Mersenne Twister; CUDA's Philox seed and offset."""
@@ -70,7 +78,7 @@ def sdpa_dropout(query: Tensor, key: Tensor, value: Tensor, attn_mask: Tensor | 
     state = _generator(query.device).get_state()
     if state.numel() != STATE_BYTES[query.device.type]:
         raise RuntimeError(f"plmkit::sdpa_dropout: a {query.device.type} generator state of {state.numel()} bytes, "
-                           f"not {STATE_BYTES[query.device.type]}; set train.compiled_sdpa=false")
+                           f"not {STATE_BYTES[query.device.type]}; set train.compiled_sdpa=graph")
     return _like(_attend(query, key, value, attn_mask, dropout_p, is_causal, scale), query), state
 
 
@@ -165,11 +173,17 @@ def mask_forward(*args, attention_mask: Tensor | None = None, allow_is_causal_sk
                      allow_is_bidirectional_skip=allow_is_bidirectional_skip, local_size=local_size, **kwargs)
 
 
-def register() -> str:
-    """Make `plmkit_sdpa` an attention implementation transformers models can be switched to; returns its name."""
+def register(mode: str = "operator") -> str:
+    """Make `plmkit_sdpa` and `plmkit_sdpa_graph` attention implementations transformers models can be switched to;
+    returns the name of `mode`'s (operator or graph)."""
     from transformers import AttentionInterface
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
     from transformers.masking_utils import AttentionMaskInterface
 
+    if mode not in ("operator", "graph"):
+        raise ValueError(f"compiled_sdpa.register: mode operator or graph, not {mode!r}")
     AttentionInterface.register(NAME, attention_forward)
+    AttentionInterface.register(GRAPH_NAME, sdpa_attention_forward)
     AttentionMaskInterface.register(NAME, mask_forward)
-    return NAME
+    AttentionMaskInterface.register(GRAPH_NAME, mask_forward)
+    return NAME if mode == "operator" else GRAPH_NAME

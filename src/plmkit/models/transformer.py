@@ -205,23 +205,24 @@ def set_attention(model: torch.nn.Module, name: str) -> str:
     return hf.config._attn_implementation
 
 
-def use_plmkit_sdpa(model: torch.nn.Module, wanted: bool, compiled: bool, device: torch.device) -> str | None:
-    """With train.compiled_sdpa (`wanted`) under train.compile on CUDA: switch an SDPA model to `plmkit_sdpa`
-    (models/compiled_sdpa.py: no all-true or causal masks where there is no padding, and attention with dropout
-    and no mask as one operation that torch.compile does not trace into). Returns the new implementation's name, or
-    None where nothing changed (another attention, a CPU, or a transformers version that refuses the name)."""
+def use_plmkit_sdpa(model: torch.nn.Module, mode: str, compiled: bool, device: torch.device) -> str | None:
+    """With train.compiled_sdpa (`mode`: operator, graph or off) under train.compile on CUDA: switch an SDPA model to
+    `plmkit_sdpa` (operator) or `plmkit_sdpa_graph` (graph; models/compiled_sdpa.py: no all-true or causal masks
+    where there is no padding, and with operator attention with dropout and no mask as one operation that
+    torch.compile does not trace into). Returns the new implementation's name, or None where nothing changed (off,
+    another attention, a CPU, or a transformers version that refuses the name)."""
     hf = transformers_model(model)
-    if not (wanted and compiled and device.type == "cuda") or hf is None or hf.config._attn_implementation != "sdpa":
+    if mode == "off" or not (compiled and device.type == "cuda") or hf is None or hf.config._attn_implementation != "sdpa":
         return None
     from plmkit.models import compiled_sdpa
 
-    if not compiled_sdpa.generator_state_fits(device):
-        warnings.warn(f"train.compiled_sdpa: {device}'s random generator state is not the "
-                      f"{compiled_sdpa.STATE_BYTES.get(device.type)} bytes this was written for; SDPA runs as "
-                      f"transformers runs it", stacklevel=2)
-        return None
+    if mode == "operator" and not compiled_sdpa.generator_state_fits(device):
+        warnings.warn(f"train.compiled_sdpa=operator: {device}'s random generator state is not the "
+                      f"{compiled_sdpa.STATE_BYTES.get(device.type)} bytes this was written for; the mask change "
+                      f"alone applies (train.compiled_sdpa=graph)", stacklevel=2)
+        mode = "graph"
     try:
-        hf.set_attn_implementation(compiled_sdpa.register())
+        hf.set_attn_implementation(compiled_sdpa.register(mode))
     except (ImportError, ValueError, AttributeError) as e:
         warnings.warn(f"train.compiled_sdpa: transformers refused the attention implementation "
                       f"({str(e).splitlines()[0]}); SDPA runs as transformers runs it", stacklevel=2)

@@ -180,7 +180,7 @@ def split_head(head: nn.Module) -> tuple[Callable[[Tensor], Tensor], nn.Linear] 
     return None
 
 
-SPARSE_LAYER_ATTENTION = ("eager", "sdpa", "flash_attention_2", "plmkit_sdpa")
+SPARSE_LAYER_ATTENTION = ("eager", "sdpa", "flash_attention_2", "plmkit_sdpa", "plmkit_sdpa_graph")
 """Attention implementations whose layers `encode_at` can call with the mask it makes (FlashAttention-2: without a
 mask only)."""
 

@@ -1,5 +1,6 @@
-"""plmkit_sdpa (models/compiled_sdpa.py): attention with dropout as one custom operator. It must give what
-SDPA gives, the same dropout mask included, eager and compiled, and leave the random stream as SDPA leaves it."""
+"""plmkit_sdpa and plmkit_sdpa_graph (models/compiled_sdpa.py, train.compiled_sdpa operator and graph): no mask
+where there is no padding, and (operator) attention with dropout as one custom operator. They must give what SDPA
+gives, the same dropout mask included, eager and compiled, and leave the random stream as SDPA leaves it."""
 
 import json
 
@@ -73,19 +74,20 @@ def test_switch_applies_only_to_sdpa_under_compile_on_cuda(monkeypatch):
     cuda = torch.device("cuda")  # only its type is read: no GPU needed
     monkeypatch.setattr(compiled_sdpa, "generator_state_fits", lambda device: True)
 
-    def switched(wanted=True, compiled=True, device=cuda, attention="sdpa"):
+    def switched(mode="operator", compiled=True, device=cuda, attention="sdpa"):
         model = BertForMaskedLM(BertConfig(**CONFIG))
         model.set_attn_implementation(attention)
-        return use_plmkit_sdpa(model, wanted, compiled, device)
+        return use_plmkit_sdpa(model, mode, compiled, device)
 
     assert switched() == compiled_sdpa.NAME
-    assert switched(wanted=False) is None
+    assert switched("graph") == compiled_sdpa.GRAPH_NAME
+    assert switched("off") is None
     assert switched(compiled=False) is None
     assert switched(device=torch.device("cpu")) is None
     assert switched(attention="eager") is None
     monkeypatch.setattr(compiled_sdpa, "generator_state_fits", lambda device: False)
-    with pytest.warns(UserWarning, match="generator state"):
-        assert switched() is None
+    with pytest.warns(UserWarning, match="generator state"):  # the operator needs it; the mask change does not
+        assert switched() == compiled_sdpa.GRAPH_NAME
 
 
 def test_cpu_generator_state_fits():
@@ -106,8 +108,9 @@ def attention_masks(model) -> list:
     return masks
 
 
+@pytest.mark.parametrize("mode", ["operator", "graph"])
 @pytest.mark.parametrize("decoder", [False, True])
-def test_no_mask_without_padding_under_compile(decoder):
+def test_no_mask_without_padding_under_compile(decoder, mode):
     """transformers 5.17 builds an all-true (encoder) or causal (decoder) mask while tracing; plmkit_sdpa passes
     none, and a decoder's SDPA call then says is_causal (checked here as the same loss as the masked model's)."""
     torch.manual_seed(0)
@@ -116,7 +119,7 @@ def test_no_mask_without_padding_under_compile(decoder):
                                            attn_pdrop=0.0, resid_pdrop=0.0, embd_pdrop=0.0))
     else:
         model = BertForMaskedLM(BertConfig(**CONFIG))
-    model.set_attn_implementation(compiled_sdpa.register())
+    model.set_attn_implementation(compiled_sdpa.register(mode))
     masks = attention_masks(model)
     assert masks and all(mask is None for mask in masks)
     ids = torch.randint(0, 100, (2, 16))
@@ -126,18 +129,22 @@ def test_no_mask_without_padding_under_compile(decoder):
     assert torch.allclose(model(input_ids=ids, labels=ids).loss, plain, atol=1e-6)
 
 
-def test_a_padded_batch_keeps_its_mask_and_transformers_sdpa():
+@pytest.mark.parametrize("mode", ["operator", "graph"])
+def test_a_padded_batch_keeps_its_mask_and_transformers_sdpa(mode):
     """With a padding mask the call stays transformers' SDPA, mask included: the H200 took the unfused formula for
     attention with a mask and dropout eagerly, slower than compiled."""
     model = BertForMaskedLM(BertConfig(**CONFIG))
-    model.set_attn_implementation(compiled_sdpa.register())
+    model.set_attn_implementation(compiled_sdpa.register(mode))
     counter = CompileCounterWithBackend("aot_eager")
     ids, padding = torch.randint(0, 100, (2, 16)), torch.ones(2, 16, dtype=torch.long)
     padding[0, -4:] = 0
     torch.compile(model.train(), backend=counter)(input_ids=ids, attention_mask=padding, labels=ids).loss.backward()
     targets = [str(node.target) for graph in counter.graphs for node in graph.graph.nodes]
     assert not any("plmkit" in target for target in targets)
-    assert any("scaled_dot_product_attention" in target for target in targets)
+    sdpa = [node for graph in counter.graphs for node in graph.graph.nodes
+            if "scaled_dot_product_attention" in str(node.target)]
+    assert sdpa and all((node.args[3] if len(node.args) > 3 else node.kwargs.get("attn_mask")) is not None
+                        for node in sdpa)
 
 
 def test_mask_function_keeps_padding_and_document_masks():
@@ -154,11 +161,12 @@ def test_mask_function_keeps_padding_and_document_masks():
     assert compiled_sdpa.mask_forward(batch_size=2, q_length=8, kv_length=8, allow_is_causal_skip=False) is not None
 
 
-def test_exported_model_does_not_record_the_implementation(tmp_path):
+@pytest.mark.parametrize("mode", ["operator", "graph"])
+def test_exported_model_does_not_record_the_implementation(tmp_path, mode):
     model = BertForMaskedLM(BertConfig(**CONFIG))
-    model.set_attn_implementation(compiled_sdpa.register())
+    model.set_attn_implementation(compiled_sdpa.register(mode))
     model.save_pretrained(tmp_path)
-    assert "plmkit_sdpa" not in json.dumps(json.loads((tmp_path / "config.json").read_text()))
+    assert "plmkit" not in json.dumps(json.loads((tmp_path / "config.json").read_text()))
     loaded = AutoModel.from_pretrained(tmp_path)
     assert loaded.config._attn_implementation in ("sdpa", "eager")
 
@@ -172,3 +180,27 @@ def test_evaluation_and_no_dropout_run_transformers_sdpa(dropout):
     plain = model(input_ids=ids).logits
     model.set_attn_implementation(compiled_sdpa.register())
     assert torch.equal(model(input_ids=ids).logits, plain)
+
+
+def test_graph_mode_traces_sdpa_with_dropout_and_no_operator():
+    """Mode graph: attention with dropout stays SDPA in the compiled graph (no operator, no mask, the dropout
+    probability passed on), one graph, and the eager losses are SDPA's."""
+    name = compiled_sdpa.register("graph")
+    plain_losses, plain_grad, _, _ = two_steps("sdpa")
+    graph_losses, graph_grad, _, _ = two_steps(name)
+    assert graph_losses == plain_losses and torch.equal(graph_grad, plain_grad)
+    losses, _, _, counter = two_steps(name, "aot_eager")
+    assert counter.frame_count == 1 and losses == plain_losses
+    nodes = [node for graph in counter.graphs for node in graph.graph.nodes]
+    assert not any("plmkit" in str(node.target) for node in nodes)
+    sdpa = [node for node in nodes if "scaled_dot_product_attention" in str(node.target)]
+    assert len(sdpa) == CONFIG["num_hidden_layers"]
+    for node in sdpa:
+        assert (node.args[3] if len(node.args) > 3 else node.kwargs.get("attn_mask")) is None
+        assert (node.args[4] if len(node.args) > 4 else node.kwargs.get("dropout_p")) == CONFIG[
+            "attention_probs_dropout_prob"]
+
+
+def test_register_refuses_an_unknown_mode():
+    with pytest.raises(ValueError, match="operator or graph"):
+        compiled_sdpa.register("off")
