@@ -11,9 +11,10 @@ its fused kernels (train.sdpa_backends) avoids it.
 
 Cases: eager with SDPA's own choice and limited to each backend (cudnn, flash, efficient, math), with and without
 dropout; compiled with SDPA's choice; compiled with dropout limited to the fused backends; compiled with dropout
-through plmkit's operator (train.compiled_sdpa). A case that fails reports its error. Prints one JSON object on
-one stdout line: per case the kernel family, the step time, the achieved TFLOP/s and the kernels, or the error where
-no allowed kernel runs it.
+through plmkit's operator (train.compiled_sdpa=operator). A case that fails reports its error. With dropout, also
+how far the operator and compiled SDPA (train.compiled_sdpa=graph) are from eager SDPA from the same seed
+(`agreement`: the same dropout mask gives 0 or rounding). Prints one JSON object on one stdout line: per case the
+kernel family, the step time, the achieved TFLOP/s and the kernels, or the error where no allowed kernel runs it.
 """
 
 from __future__ import annotations
@@ -101,6 +102,34 @@ def case(device: str, dtype: torch.dtype, p: float, compiled: bool, shape: tuple
             "tflops": round(flops / seconds / 1e12, 2), "kernels": names[:12]}
 
 
+def agreement(device: str, dtype: torch.dtype, shape: tuple[int, int, int, int], p: float, causal: bool) -> dict:
+    """How far plmkit's operator (train.compiled_sdpa=operator) and compiled SDPA (=graph) are from eager SDPA,
+    each run from the same seed: the largest absolute difference over the output and the three gradients, next to
+    the largest absolute value of eager's. 0 (or rounding) means the same dropout mask and the same kernel; a
+    difference of the values' own size, another mask (another kernel, or inductor's own random numbers)."""
+    cpu = torch.Generator().manual_seed(0)
+    q, k, v, grad = (torch.randn(shape, generator=cpu).to(device, dtype) for _ in range(4))
+
+    def run(fn) -> list[torch.Tensor]:
+        leaves = [t.clone().requires_grad_() for t in (q, k, v)]
+        torch.manual_seed(7)
+        out = fn(*leaves, p, causal)
+        out.backward(grad)
+        return [out.detach().float()] + [t.grad.float() for t in leaves]
+
+    torch._dynamo.reset()
+    eager = run(attention)
+    result = {"dropout": p, "eager_max_abs": round(max(float(t.abs().max()) for t in eager), 4)}
+    for name, fn in (("operator", operator_attention), ("compiled", torch.compile(attention))):
+        try:
+            got = run(fn)
+            result[f"{name}_max_diff"] = float(max((a - b).abs().max() for a, b in zip(eager, got, strict=True)))
+        except Exception as exc:  # noqa: BLE001 - reported, like the cases' failures
+            text = str(exc).strip().splitlines()
+            result[f"{name}_max_diff"] = f"{type(exc).__name__}: {text[0][:200] if text else ''}"
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -120,9 +149,10 @@ def main() -> None:
     if args.dropout > 0:
         cases.append(one(args.dropout, True, "fused"))
         cases.append(one(args.dropout, True, "operator"))
+    agree = agreement(args.device, dtype, shape, args.dropout, args.causal) if args.dropout > 0 else None
     print(json.dumps({"device": torch.cuda.get_device_name(0) if args.device == "cuda" else "cpu",
                       "torch": torch.__version__, "shape": shape, "causal": args.causal, "dtype": str(dtype),
-                      "cases": cases}))
+                      "cases": cases, "agreement": agree}))
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""benchmarks/gpu_attention.py on a CPU: it names the kernel family SDPA ran and prints one JSON line."""
+"""benchmarks/gpu_attention.py on a CPU: it names the kernel family SDPA ran, says how far the operator and compiled
+SDPA are from eager SDPA, and prints one JSON line."""
 
 from __future__ import annotations
 
@@ -32,3 +33,7 @@ def test_cpu_smoke_run_names_the_kernels():
         ("operator", 0.1, True): "math"}  # plmkit's operator runs SDPA's eager choice: math on a CPU, with dropout
     assert all(c["step_ms"] > 0 and c["tflops"] >= 0 and c["kernels"] for c in result["cases"] if c["family"])
     assert all(c["error"] for c in result["cases"] if c["family"] is None)
+    # the operator reproduces eager SDPA's dropout mask from the same seed; compiled, inductor draws its own
+    agreement = result["agreement"]
+    assert agreement["operator_max_diff"] == 0.0 and agreement["eager_max_abs"] > 0
+    assert isinstance(agreement["compiled_max_diff"], float)
