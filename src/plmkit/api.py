@@ -73,12 +73,17 @@ def _tokenizer_key(cfg: RunConfig) -> str:
     return hashlib.blake2b(json.dumps(parts, sort_keys=True, default=str).encode(), digest_size=12).hexdigest()
 
 
+def tokenizer_source(cfg: RunConfig) -> str:
+    """The setting that names a fine-tuning run's tokenizer: tokenizer.pretrained, else init.from (--model)."""
+    return "tokenizer.pretrained" if cfg.tokenizer.pretrained else "init.from / --model"
+
+
 def resolve_tokenizer(cfg: RunConfig, *, show_progress: bool = True):
     """The run's tokenizer: tokenizer.pretrained, else init.from's, else run_dir/tokenizer, else a trained one."""
     if cfg.tokenizer.pretrained:
         return load_tokenizer(cfg.tokenizer.pretrained, special_tokens=cfg.tokenizer.special_tokens)
     if cfg.init.from_:
-        return load_tokenizer(cfg.init.from_, special_tokens=cfg.tokenizer.special_tokens)
+        return load_tokenizer(cfg.init.from_, special_tokens=cfg.tokenizer.special_tokens, source="init.from")
     saved = Path(cfg.run.output_dir) / "tokenizer"
     if (saved / "tokenizer.json").is_file():
         return load_tokenizer(str(saved))
@@ -270,8 +275,9 @@ def finetune(cfg: RunConfig, *, scratch: bool = False, resume: bool = False, ove
     from plmkit.tasks import build_task
 
     check_finetune_config(cfg)
+    # before the run folder: a model path that is wrong leaves nothing behind
+    tokenizer = load_tokenizer(cfg.tokenizer.pretrained or cfg.init.from_, source=tokenizer_source(cfg))
     run_dir, accelerator = _open_run(cfg, resume=resume, overwrite=overwrite)
-    tokenizer = load_tokenizer(cfg.tokenizer.pretrained or cfg.init.from_)
     task = build_task(cfg.task, tokenizer, cfg.run.seed)
     if cfg.train.lr is None:
         cfg.train.lr = task.default_lr

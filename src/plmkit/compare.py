@@ -160,10 +160,12 @@ def _check_static(cfg: RunConfig, static_vectors: str | Path) -> None:
 def count_training_examples(cfg: RunConfig) -> int:
     """The examples api.finetune draws a training subset from: the training file, less every tenth row when
     the validation rows are held out of it (no task.validation)."""
+    from plmkit.api import tokenizer_source
     from plmkit.tasks import build_task
     from plmkit.tokenization import load_tokenizer
 
-    task = build_task(cfg.task, load_tokenizer(cfg.tokenizer.pretrained or cfg.init.from_), cfg.run.seed)
+    tokenizer = load_tokenizer(cfg.tokenizer.pretrained or cfg.init.from_, source=tokenizer_source(cfg))
+    task = build_task(cfg.task, tokenizer, cfg.run.seed)
     n = len(task.read(cfg.task.train))
     return n if cfg.task.validation else n - math.ceil(n / 10)
 

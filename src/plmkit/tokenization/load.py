@@ -18,7 +18,16 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "voca
 _HINT = "set tokenizer.pretrained to a folder with tokenizer files, or unset it to train one (tokenizer.train)"
 
 
-def load_tokenizer(name_or_path: str, *, special_tokens: dict[str, str] | None = None) -> PreTrainedTokenizerBase:
+def _hint(source: str) -> str:
+    """What to change, for a tokenizer named by the setting `source`."""
+    if source == "tokenizer.pretrained":
+        return _HINT
+    return (f"{source} takes a model folder with tokenizer files (e.g. runs/NAME/final) or a hub id; or set "
+            "tokenizer.pretrained to a tokenizer of its own")
+
+
+def load_tokenizer(name_or_path: str, *, special_tokens: dict[str, str] | None = None,
+                   source: str = "tokenizer.pretrained") -> PreTrainedTokenizerBase:
     """Load a fast tokenizer with `AutoTokenizer` (no remote code).
 
     Args:
@@ -27,6 +36,8 @@ def load_tokenizer(name_or_path: str, *, special_tokens: dict[str, str] | None =
         special_tokens: role -> token (pad, unk, cls, sep, mask, bos, eos). Only roles the loaded tokenizer
             lacks are filled in: the token is added as a special token (growing the vocabulary when it is new,
             e.g. a pad token for GPT-2); roles the tokenizer already has keep their token.
+        source: the setting that named `name_or_path` (tokenizer.pretrained, or init.from where the model's own
+            tokenizer is loaded), for the errors' advice.
 
     Returns:
         The tokenizer, fast (backed by `tokenizers`).
@@ -40,12 +51,12 @@ def load_tokenizer(name_or_path: str, *, special_tokens: dict[str, str] | None =
     path = Path(name_or_path).expanduser()
     if path.exists():
         if not path.is_dir():
-            raise DataError(f"tokenizer path {path} is a file; point tokenizer.pretrained at the folder that holds "
+            raise DataError(f"tokenizer path {path} is a file; point {source} at the folder that holds "
                             "tokenizer.json / tokenizer_config.json")
         if not any((path / name).is_file() for name in TOKENIZER_FILES):
-            raise DataError(f"tokenizer folder {path} holds none of {', '.join(TOKENIZER_FILES[:4])}, ...; {_HINT}")
+            raise DataError(f"tokenizer folder {path} holds none of {', '.join(TOKENIZER_FILES[:4])}, ...; {_hint(source)}")
     elif _looks_local(name_or_path):
-        raise DataError(f"tokenizer folder {path} does not exist; {_HINT}")
+        raise DataError(f"tokenizer folder {path} does not exist ({source}); {_hint(source)}")
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(path) if path.exists() else name_or_path,
                                                   trust_remote_code=False)
@@ -53,7 +64,7 @@ def load_tokenizer(name_or_path: str, *, special_tokens: dict[str, str] | None =
         where = (f"folder {path}" if path.exists() else
                  f"{name_or_path!r} (no local folder of that name; as a hub id it needs internet access or a cached copy)")
         reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise DataError(f"could not load a tokenizer from {where}: {reason}; {_HINT}") from None
+        raise DataError(f"could not load a tokenizer from {where}: {reason}; {_hint(source)}") from None
     if not getattr(tokenizer, "is_fast", False):
         raise CompatibilityError(f"{name_or_path} loads as {type(tokenizer).__name__}, not a fast tokenizer; plmkit "
                                  "needs one backed by `tokenizers` (a folder with tokenizer.json)")

@@ -74,6 +74,17 @@ def test_missing_task_model_or_training_data(drop, message, tiny_encoder, task_f
     assert not out.exists()  # refused before anything was written
 
 
+def test_missing_model_folder_names_the_model_setting(task_files, tmp_path):
+    train, dev = task_files("classification", tmp_path / "data")
+    out = tmp_path / "run"
+    cfg = load_config(FINETUNE_DEFAULTS, [f"init.from={tmp_path / 'no-model'}", "task.name=classification",
+                                          f"task.train={train}", f"task.validation={dev}", f"run.output_dir={out}"])
+    with pytest.raises(DataError, match=r"no-model does not exist \(init.from / --model\)") as info:
+        api.finetune(cfg, show_progress=False)
+    assert "tokenizer.train" not in str(info.value)  # fine-tuning trains no tokenizer: not the advice to give
+    assert not out.exists()
+
+
 def test_lora_adapter(finetune_cfg, task_files, tiny_encoder, tmp_path):
     """adapter.name=lora: refused with a clear message while LoRA is not implemented; once it is, the run trains
     and final/ is a plain model (adapters merged, no `lora_` weights)."""

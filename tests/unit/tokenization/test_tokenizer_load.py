@@ -38,6 +38,11 @@ def test_special_tokens_fill_only_missing_roles(saved):
 def test_missing_folder(tmp_path):
     with pytest.raises(DataError, match=r"nope does not exist.*tokenizer.pretrained"):
         load_tokenizer(str(tmp_path / "nope"))
+    # a model's own tokenizer (fine-tuning's --model): the advice names that setting, not tokenizer training
+    with pytest.raises(DataError, match=r"nope does not exist \(init.from / --model\); init.from / --model takes a "
+                                        r"model folder") as caught:
+        load_tokenizer(str(tmp_path / "nope"), source="init.from / --model")
+    assert "tokenizer.train" not in str(caught.value)
 
 
 def test_folder_without_tokenizer_files(tmp_path):
