@@ -425,7 +425,7 @@ def _load_task_model(model_dir: str | Path, task_name: str, overrides: list[str]
     from plmkit.tasks import build_task
 
     cfg = load_config(None, [f"task.name={task_name}", *(overrides or [])])
-    tokenizer = load_tokenizer(str(model_dir))
+    tokenizer = load_tokenizer(str(model_dir), source="MODEL_DIR")
     task = build_task(cfg.task, tokenizer, cfg.run.seed)
     auto = getattr(transformers, TASK_CLASSES[task.model_kind])
     try:

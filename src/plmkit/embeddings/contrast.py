@@ -43,7 +43,7 @@ def _load_encoder(model_dir: str | Path):
     hf_logging.set_verbosity_error()  # a masked-LM folder loaded without its head warns about unused weights
     hf_logging.disable_progress_bar()
     try:
-        tokenizer = load_tokenizer(str(model_dir))
+        tokenizer = load_tokenizer(str(model_dir), source="--model")
         model = AutoModel.from_pretrained(str(model_dir))
     except (OSError, ValueError, PlmError) as e:
         raise PlmError(f"{model_dir}: not a transformer model folder ({str(e).splitlines()[0]}); give --model a "

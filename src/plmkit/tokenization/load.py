@@ -22,8 +22,8 @@ def _hint(source: str) -> str:
     """What to change, for a tokenizer named by the setting `source`."""
     if source == "tokenizer.pretrained":
         return _HINT
-    return (f"{source} takes a model folder with tokenizer files (e.g. runs/NAME/final) or a hub id; or set "
-            "tokenizer.pretrained to a tokenizer of its own")
+    other = "; or set tokenizer.pretrained to a tokenizer of its own" if source.startswith("init.from") else ""
+    return f"{source} takes a model folder with tokenizer files (e.g. runs/NAME/final) or a hub id{other}"
 
 
 def load_tokenizer(name_or_path: str, *, special_tokens: dict[str, str] | None = None,
@@ -36,8 +36,8 @@ def load_tokenizer(name_or_path: str, *, special_tokens: dict[str, str] | None =
         special_tokens: role -> token (pad, unk, cls, sep, mask, bos, eos). Only roles the loaded tokenizer
             lacks are filled in: the token is added as a special token (growing the vocabulary when it is new,
             e.g. a pad token for GPT-2); roles the tokenizer already has keep their token.
-        source: the setting that named `name_or_path` (tokenizer.pretrained, or init.from where the model's own
-            tokenizer is loaded), for the errors' advice.
+        source: the setting or argument that named `name_or_path` (tokenizer.pretrained; init.from or a command's
+            model argument where a model's own tokenizer is loaded), for the errors' advice.
 
     Returns:
         The tokenizer, fast (backed by `tokenizers`).
@@ -56,7 +56,8 @@ def load_tokenizer(name_or_path: str, *, special_tokens: dict[str, str] | None =
         if not any((path / name).is_file() for name in TOKENIZER_FILES):
             raise DataError(f"tokenizer folder {path} holds none of {', '.join(TOKENIZER_FILES[:4])}, ...; {_hint(source)}")
     elif _looks_local(name_or_path):
-        raise DataError(f"tokenizer folder {path} does not exist ({source}); {_hint(source)}")
+        what = "tokenizer folder" if source == "tokenizer.pretrained" else "folder"
+        raise DataError(f"{what} {path} does not exist ({source}); {_hint(source)}")
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(path) if path.exists() else name_or_path,
                                                   trust_remote_code=False)

@@ -85,6 +85,15 @@ def test_missing_model_folder_names_the_model_setting(task_files, tmp_path):
     assert not out.exists()
 
 
+@pytest.mark.parametrize("command", ["evaluate", "predict"])
+def test_evaluate_and_predict_name_a_missing_model_folder(command, task_files, tmp_path):
+    train, _ = task_files("classification", tmp_path / "data")
+    extra = [tmp_path / "preds.jsonl"] if command == "predict" else []
+    with pytest.raises(DataError, match=r"folder \S*no-model does not exist \(MODEL_DIR\); MODEL_DIR takes") as info:
+        getattr(api, command)(tmp_path / "no-model", "classification", train, *extra, show_progress=False)
+    assert "tokenizer.pretrained" not in str(info.value)  # not a setting these commands have
+
+
 def test_lora_adapter(finetune_cfg, task_files, tiny_encoder, tmp_path):
     """adapter.name=lora: refused with a clear message while LoRA is not implemented; once it is, the run trains
     and final/ is a plain model (adapters merged, no `lora_` weights)."""
