@@ -289,7 +289,7 @@ def finetune(cfg: RunConfig, *, scratch: bool = False, resume: bool = False, ove
         valid_raw, valid_source = train_raw[::10], f"{cfg.task.train} (every 10th example)"
         train_raw = [e for i, e in enumerate(train_raw) if i % 10]
         stderr.print(f"[yellow]no task.validation: holding out {len(valid_raw)} training examples for validation")
-    task.labels = task.labels_from(train_raw)  # from the whole file: a small sample may miss a rare label
+    task.labels = task.labels_from(train_raw, cfg.task.train)  # the whole file: a sample may miss a rare label
     if train_limit is not None and train_limit < len(train_raw):
         picked = sorted(random.Random(cfg.run.seed).sample(range(len(train_raw)), train_limit))
         train_raw = [train_raw[i] for i in picked]

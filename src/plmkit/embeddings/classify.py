@@ -42,7 +42,7 @@ def draw_examples(cfg: RunConfig, task, train_limit: int | None):
     else:
         valid_raw, source = train_raw[::10], f"{cfg.task.train} (every 10th example)"
         train_raw = [e for i, e in enumerate(train_raw) if i % 10]
-    task.labels = task.labels_from(train_raw)
+    task.labels = task.labels_from(train_raw, cfg.task.train)
     if train_limit is not None and train_limit < len(train_raw):
         picked = sorted(random.Random(cfg.run.seed).sample(range(len(train_raw)), train_limit))
         train_raw = [train_raw[i] for i in picked]

@@ -81,8 +81,12 @@ class Classification:
         return read_text_examples(path, text_column=self.cfg.text_column, text_pair_column=self.cfg.text_pair_column,
                                   label_column=self.cfg.label_column, require_labels=require_labels)
 
-    def labels_from(self, examples: list) -> list[str]:
-        return label_list(examples)
+    def labels_from(self, examples: list, source: str = "the training data") -> list[str]:
+        labels = label_list(examples)
+        if len(labels) == 1:  # a constant column, most likely the wrong one: a one-class head learns nothing
+            raise DataError(f"{source}: every example has the label {labels[0]!r}; a classifier needs two or more "
+                            "labels (check task.label_column, or the file)")
+        return labels
 
     def model_kwargs(self) -> dict:
         return label_kwargs(self.labels, problem_type="single_label_classification")
@@ -164,8 +168,8 @@ class MultiLabelClassification:
                                   label_column=self.cfg.label_column, multilabel=True,
                                   group_column=self.cfg.group_column, require_labels=require_labels)
 
-    def labels_from(self, examples: list) -> list[str]:
-        return label_list(examples)
+    def labels_from(self, examples: list, source: str = "the training data") -> list[str]:
+        return label_list(examples)  # one label is a detector: each example has it or not
 
     def model_kwargs(self) -> dict:
         return label_kwargs(self.labels, problem_type="multi_label_classification")

@@ -56,8 +56,12 @@ class NamedEntities:
     def read(self, path: str, require_labels: bool = True) -> list:
         return read_tagged_sentences(path, require_tags=require_labels)
 
-    def labels_from(self, sentences: list) -> list[str]:
-        return label_list(sentences)
+    def labels_from(self, sentences: list, source: str = "the training data") -> list[str]:
+        labels = label_list(sentences)
+        if labels == ["O"]:  # entity-level scores are undefined, and nothing would be learned
+            raise DataError(f"{source}: every token is tagged O; NER needs entity tags (B-X / I-X) of at least one "
+                            "type (is the tag the last column of each line?)")
+        return labels
 
     def model_kwargs(self) -> dict:
         return label_kwargs(self.labels)

@@ -74,6 +74,28 @@ def test_missing_task_model_or_training_data(drop, message, tiny_encoder, task_f
     assert not out.exists()  # refused before anything was written
 
 
+@pytest.mark.parametrize(("task", "text", "message"), [
+    ("classification", "sentence\tlabel\na good film\tpos\na fine film\tpos\n",
+     "every example has the label 'pos'; a classifier needs two or more labels"),
+    ("ner", "EU\tO\nrejects\tO\n\nPeter\tO\n", "every token is tagged O; NER needs entity tags"),
+])
+def test_training_data_without_anything_to_learn(task, text, message, finetune_cfg, tmp_path):
+    """A one-label column (most likely the wrong column) or NER data without an entity: refused, naming the file."""
+    train = tmp_path / ("train.tsv" if task == "classification" else "train.conll")
+    train.write_text(text, encoding="utf-8")
+    with pytest.raises(DataError, match=re.escape(f"{train}: {message}")):
+        api.finetune(finetune_cfg(task, train, train, tmp_path / "run"), show_progress=False)
+
+
+def test_multilabel_with_one_label_is_a_detector(tmp_path, bert_tokenizer):
+    from plmkit.tasks import build_task
+
+    train = tmp_path / "train.jsonl"
+    train.write_text('{"text": "a", "labels": ["x"]}\n{"text": "b", "labels": []}\n', encoding="utf-8")
+    task = build_task(load_config(None, ["task.name=multilabel"]).task, bert_tokenizer, 13)
+    assert task.labels_from(task.read(str(train)), str(train)) == ["x"]
+
+
 def test_missing_model_folder_names_the_model_setting(task_files, tmp_path):
     train, dev = task_files("classification", tmp_path / "data")
     out = tmp_path / "run"
