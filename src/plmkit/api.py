@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import random
 import shutil
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -273,6 +272,7 @@ def finetune(cfg: RunConfig, *, scratch: bool = False, resume: bool = False, ove
         on_eval: passed to `fit`: called as on_eval(step, row) after each evaluation.
     """
     from plmkit.tasks import build_task
+    from plmkit.tasks.base import draw_examples
 
     check_finetune_config(cfg)
     # before the run folder: a model path that is wrong leaves nothing behind
@@ -282,17 +282,9 @@ def finetune(cfg: RunConfig, *, scratch: bool = False, resume: bool = False, ove
     if cfg.train.lr is None:
         cfg.train.lr = task.default_lr
         stderr.print(f"train.lr: {cfg.train.lr:g}, the {cfg.task.name} default")
-    train_raw = task.read(cfg.task.train)
-    if cfg.task.validation:
-        valid_raw, valid_source = task.read(cfg.task.validation), cfg.task.validation
-    else:  # hold out every tenth example, so the best-checkpoint choice never sees training data
-        valid_raw, valid_source = train_raw[::10], f"{cfg.task.train} (every 10th example)"
-        train_raw = [e for i, e in enumerate(train_raw) if i % 10]
+    train_raw, valid_raw, valid_source = draw_examples(cfg, task, train_limit)
+    if not cfg.task.validation:
         stderr.print(f"[yellow]no task.validation: holding out {len(valid_raw)} training examples for validation")
-    task.labels = task.labels_from(train_raw, cfg.task.train)  # the whole file: a sample may miss a rare label
-    if train_limit is not None and train_limit < len(train_raw):
-        picked = sorted(random.Random(cfg.run.seed).sample(range(len(train_raw)), train_limit))
-        train_raw = [train_raw[i] for i in picked]
     _warn_overlap(train_raw, valid_raw, cfg.task.train, valid_source)
     train, valid = task.encode(train_raw, source=cfg.task.train), task.encode(valid_raw, source=valid_source)
     model = build_task_model(cfg.init.from_, task.model_kind, task.model_kwargs(), scratch=scratch)

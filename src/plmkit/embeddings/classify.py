@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import math
-import random
 import time
 from pathlib import Path
 
@@ -24,29 +23,13 @@ from torch import nn
 from plmkit.config import RunConfig, save_config
 from plmkit.embeddings.vectors import load_vectors
 from plmkit.errors import PlmError
+from plmkit.tasks.base import draw_examples
 from plmkit.tokenization.vocab import split_words
 
 TASKS = ("classification", "multilabel")
 DEFAULT_LR = 1.0e-3
 """AdamW learning rate of the linear classifier when the config sets no train.head_lr (the rate of a new task
 head, which this classifier is: 1e-3 in the packaged fine-tuning defaults)."""
-
-
-def draw_examples(cfg: RunConfig, task, train_limit: int | None):
-    """(train, validation, validation source) examples exactly as api.finetune draws them: validation from
-    task.validation or every tenth training row; then `train_limit` rows drawn with run.seed. Sets task.labels
-    from the whole training file."""
-    train_raw = task.read(cfg.task.train)
-    if cfg.task.validation:
-        valid_raw, source = task.read(cfg.task.validation), cfg.task.validation
-    else:
-        valid_raw, source = train_raw[::10], f"{cfg.task.train} (every 10th example)"
-        train_raw = [e for i, e in enumerate(train_raw) if i % 10]
-    task.labels = task.labels_from(train_raw, cfg.task.train)
-    if train_limit is not None and train_limit < len(train_raw):
-        picked = sorted(random.Random(cfg.run.seed).sample(range(len(train_raw)), train_limit))
-        train_raw = [train_raw[i] for i in picked]
-    return train_raw, valid_raw, source
 
 
 def text_features(texts: list[str], kv, lowercase: bool) -> tuple[np.ndarray, float]:

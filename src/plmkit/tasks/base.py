@@ -7,12 +7,16 @@ training loop as pre-training runs it.
 
 from __future__ import annotations
 
-from typing import Protocol
+import random
+from typing import TYPE_CHECKING, Protocol
 
 from torch import Tensor, nn
 
 from plmkit.objectives.base import LossOutput
 from plmkit.registry import Registry
+
+if TYPE_CHECKING:
+    from plmkit.config import RunConfig
 
 tasks = Registry("task")
 
@@ -59,3 +63,22 @@ class Task(Protocol):
     def loss(self, module: nn.Module, batch: dict[str, Tensor]) -> LossOutput: ...
 
     def metrics(self, outputs: dict[str, list]) -> dict[str, float]: ...
+
+
+def draw_examples(cfg: RunConfig, task, train_limit: int | None) -> tuple[list, list, str]:
+    """(train, validation, validation source) examples of a fine-tuning run, the one draw `plm finetune` and the
+    static-embedding classifier of `plm compare` share: validation from task.validation, else every tenth training
+    example (held out, so the best-checkpoint choice never sees training data); then `train_limit` training
+    examples drawn with run.seed. Sets task.labels from the whole training file first (a sample may miss a rare
+    label), which refuses data with nothing to learn."""
+    train_raw = task.read(cfg.task.train)
+    if cfg.task.validation:
+        valid_raw, source = task.read(cfg.task.validation), cfg.task.validation
+    else:
+        valid_raw, source = train_raw[::10], f"{cfg.task.train} (every 10th example)"
+        train_raw = [e for i, e in enumerate(train_raw) if i % 10]
+    task.labels = task.labels_from(train_raw, cfg.task.train)
+    if train_limit is not None and train_limit < len(train_raw):
+        picked = sorted(random.Random(cfg.run.seed).sample(range(len(train_raw)), train_limit))
+        train_raw = [train_raw[i] for i in picked]
+    return train_raw, valid_raw, source
