@@ -408,6 +408,39 @@ def plot_finetune_curves(run_dir: Path) -> Path | None:
     return run_dir / "curves.png"
 
 
+def fine_tuned_for(config) -> str | None:
+    """The task a model folder's config says it was fine-tuned for (classification, multilabel or ner; None where
+    its head class or problem type does not say), from the saved head class and problem type."""
+    architectures = getattr(config, "architectures", None) or []
+    if any(a.endswith("ForTokenClassification") for a in architectures):
+        return "ner"
+    if any(a.endswith("ForSequenceClassification") for a in architectures):
+        return {"single_label_classification": "classification",
+                "multi_label_classification": "multilabel"}.get(getattr(config, "problem_type", None))
+    return None
+
+
+def _check_fine_tuned_for(model_dir: str | Path, task_name: str) -> None:
+    """Refuse to score a folder with another task's head (its weights would load under a new, random head, or a
+    single-label head would be read as multi-label) or with no task head at all."""
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(str(model_dir), trust_remote_code=False)
+    except (OSError, ValueError) as e:
+        raise PlmError(f"{model_dir}: no model config ({str(e).splitlines()[0]}); give the final/ folder of a "
+                       "`plm finetune` run") from None
+    found = fine_tuned_for(config)
+    architectures = getattr(config, "architectures", None) or []
+    if found is not None and found != task_name:
+        raise PlmError(f"{model_dir} was fine-tuned for {found} ({', '.join(architectures)}), not {task_name}; "
+                       f"pass --task {found}")
+    if architectures and not any(a.endswith(("ForSequenceClassification", "ForTokenClassification"))
+                                 for a in architectures):
+        raise PlmError(f"{model_dir} has no task head ({', '.join(architectures)}): it is not a fine-tuned model; "
+                       "fine-tune it first (plm finetune --model ...) and give the run's final/ folder")
+
+
 def _load_task_model(model_dir: str | Path, task_name: str, overrides: list[str] | None = None):
     """(task, model) for a fine-tuned folder: the label set comes from the model's config."""
     import transformers
@@ -419,6 +452,7 @@ def _load_task_model(model_dir: str | Path, task_name: str, overrides: list[str]
     cfg = load_config(None, [f"task.name={task_name}", *(overrides or [])])
     tokenizer = load_tokenizer(str(model_dir), source="MODEL_DIR")
     task = build_task(cfg.task, tokenizer, cfg.run.seed)
+    _check_fine_tuned_for(model_dir, task_name)
     auto = getattr(transformers, TASK_CLASSES[task.model_kind])
     try:
         model = auto.from_pretrained(str(model_dir), use_safetensors=True, trust_remote_code=False)

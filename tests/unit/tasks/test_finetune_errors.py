@@ -116,6 +116,40 @@ def test_evaluate_and_predict_name_a_missing_model_folder(command, task_files, t
     assert "tokenizer.pretrained" not in str(info.value)  # not a setting these commands have
 
 
+def _head_folder(folder: Path, tiny_encoder: Path, head: str, problem_type: str | None = None) -> Path:
+    """A copy of the tiny encoder with a task head of class `head` (random, two labels) and a problem type."""
+    import shutil
+
+    import transformers
+
+    model = getattr(transformers, head).from_pretrained(tiny_encoder, num_labels=2, problem_type=problem_type)
+    model.save_pretrained(folder)
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(tiny_encoder / name, folder / name)
+    return folder
+
+
+@pytest.mark.parametrize(("head", "problem", "task", "found"), [
+    ("AutoModelForSequenceClassification", "single_label_classification", "multilabel", "classification"),
+    ("AutoModelForSequenceClassification", "single_label_classification", "ner", "classification"),
+    ("AutoModelForSequenceClassification", "multi_label_classification", "classification", "multilabel"),
+    ("AutoModelForTokenClassification", None, "classification", "ner"),
+])
+def test_evaluate_refuses_another_tasks_head(head, problem, task, found, tiny_encoder, task_files, tmp_path):
+    """A head of another task would load its encoder under a new, random head (or a single-label head would be read
+    as multi-label) and score nonsense: refused, naming the task to pass."""
+    folder = _head_folder(tmp_path / "model", tiny_encoder, head, problem)
+    data, _ = task_files(task, tmp_path / "data")
+    with pytest.raises(PlmError, match=rf"fine-tuned for {found} \(.*\), not {task}; pass --task {found}"):
+        api.evaluate(folder, task, data, show_progress=False)
+
+
+def test_evaluate_refuses_a_model_without_a_task_head(tiny_encoder, task_files, tmp_path):
+    data, _ = task_files("classification", tmp_path / "data")
+    with pytest.raises(PlmError, match=r"has no task head \(BertForMaskedLM\): it is not a fine-tuned model"):
+        api.evaluate(tiny_encoder, "classification", data, show_progress=False)
+
+
 def test_lora_adapter(finetune_cfg, task_files, tiny_encoder, tmp_path):
     """adapter.name=lora: refused with a clear message while LoRA is not implemented; once it is, the run trains
     and final/ is a plain model (adapters merged, no `lora_` weights)."""
