@@ -158,16 +158,16 @@ def _check_static(cfg: RunConfig, static_vectors: str | Path) -> None:
 
 
 def count_training_examples(cfg: RunConfig) -> int:
-    """The examples api.finetune draws a training subset from: the training file, less every tenth row when
-    the validation rows are held out of it (no task.validation)."""
+    """The examples api.finetune draws a training subset from (`draw_examples` with no limit: the training file,
+    less the rows held out for validation when there is no task.validation)."""
     from plmkit.api import tokenizer_source
     from plmkit.tasks import build_task
+    from plmkit.tasks.base import draw_examples
     from plmkit.tokenization import load_tokenizer
 
     tokenizer = load_tokenizer(cfg.tokenizer.pretrained or cfg.init.from_, source=tokenizer_source(cfg))
-    task = build_task(cfg.task, tokenizer, cfg.run.seed)
-    n = len(task.read(cfg.task.train))
-    return n if cfg.task.validation else n - math.ceil(n / 10)
+    train, _, _ = draw_examples(cfg, build_task(cfg.task, tokenizer, cfg.run.seed), None)
+    return len(train)
 
 
 def effective_sizes(sizes: Sequence[int], available: int) -> tuple[list[int], list[int]]:
