@@ -411,19 +411,23 @@ def plot_finetune_curves(run_dir: Path) -> Path | None:
 def fine_tuned_for(config) -> str | None:
     """The task a model folder's config says it was fine-tuned for (classification, multilabel or ner; None where
     its head class or problem type does not say), from the saved head class and problem type."""
+    from plmkit.models.transformer import TASK_HEADS
+
     architectures = getattr(config, "architectures", None) or []
-    if any(a.endswith("ForTokenClassification") for a in architectures):
+    if any(a.endswith(TASK_HEADS["token_classification"]) for a in architectures):
         return "ner"
-    if any(a.endswith("ForSequenceClassification") for a in architectures):
+    if any(a.endswith(TASK_HEADS["sequence_classification"]) for a in architectures):
         return {"single_label_classification": "classification",
                 "multi_label_classification": "multilabel"}.get(getattr(config, "problem_type", None))
     return None
 
 
-def _check_fine_tuned_for(model_dir: str | Path, task_name: str) -> None:
-    """Refuse to score a folder with another task's head (its weights would load under a new, random head, or a
-    single-label head would be read as multi-label) or with no task head at all."""
+def _check_fine_tuned_for(model_dir: str | Path, task_name: str):
+    """The folder's model config, after refusing a folder with another task's head (its weights would load under a
+    new, random head, or a single-label head would be read as multi-label) or with no task head at all."""
     from transformers import AutoConfig
+
+    from plmkit.models.transformer import TASK_HEADS
 
     try:
         config = AutoConfig.from_pretrained(str(model_dir), trust_remote_code=False)
@@ -435,10 +439,10 @@ def _check_fine_tuned_for(model_dir: str | Path, task_name: str) -> None:
     if found is not None and found != task_name:
         raise PlmError(f"{model_dir} was fine-tuned for {found} ({', '.join(architectures)}), not {task_name}; "
                        f"pass --task {found}")
-    if architectures and not any(a.endswith(("ForSequenceClassification", "ForTokenClassification"))
-                                 for a in architectures):
+    if architectures and not any(a.endswith(tuple(TASK_HEADS.values())) for a in architectures):
         raise PlmError(f"{model_dir} has no task head ({', '.join(architectures)}): it is not a fine-tuned model; "
                        "fine-tune it first (plm finetune --model ...) and give the run's final/ folder")
+    return config
 
 
 def _load_task_model(model_dir: str | Path, task_name: str, overrides: list[str] | None = None):
@@ -452,10 +456,10 @@ def _load_task_model(model_dir: str | Path, task_name: str, overrides: list[str]
     cfg = load_config(None, [f"task.name={task_name}", *(overrides or [])])
     tokenizer = load_tokenizer(str(model_dir), source="MODEL_DIR")
     task = build_task(cfg.task, tokenizer, cfg.run.seed)
-    _check_fine_tuned_for(model_dir, task_name)
+    config = _check_fine_tuned_for(model_dir, task_name)
     auto = getattr(transformers, TASK_CLASSES[task.model_kind])
     try:
-        model = auto.from_pretrained(str(model_dir), use_safetensors=True, trust_remote_code=False)
+        model = auto.from_pretrained(str(model_dir), config=config, use_safetensors=True, trust_remote_code=False)
     except (OSError, ValueError) as e:
         raise PlmError(f"{model_dir}: not a {task.model_kind} model folder ({str(e).splitlines()[0]}); give the "
                        "final/ folder of a `plm finetune` run") from None

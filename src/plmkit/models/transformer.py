@@ -110,6 +110,9 @@ def load_pretrained_model(name_or_path: str, kind: str) -> PreTrainedModel:
 
 TASK_CLASSES = {"sequence_classification": "AutoModelForSequenceClassification",
                 "token_classification": "AutoModelForTokenClassification"}
+TASK_HEADS = {kind: auto.removeprefix("AutoModel") for kind, auto in TASK_CLASSES.items()}
+"""The end of the head class's name that a saved config.json's `architectures` lists for each task model kind
+(BertForSequenceClassification ends with ForSequenceClassification)."""
 
 
 def build_task_model(name_or_path: str, kind: str, label_kwargs: dict, *, scratch: bool = False) -> PreTrainedModel:
