@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import re
 import statistics
 import tempfile
@@ -122,12 +123,15 @@ CHINCHILLA_TOKENS_PER_PARAMETER = 20
 def parse_count(text: str | float) -> int:
     """7e12, 7T, 300B, 1.5M, 7_000 or 7,000 -> an integer count."""
     if isinstance(text, (int, float)):
-        return int(text)
+        text = repr(text)
     match = re.fullmatch(r"\s*([0-9][0-9_,]*\.?[0-9]*(?:e[+-]?[0-9]+)?)\s*([kmbt]?)\s*", str(text).lower())
     if not match:
         raise ConfigError(f"token count {text!r}: write it like 7e12, 7T, 300B or 1.5M")
-    number = float(match.group(1).replace("_", "").replace(",", ""))
-    return round(number * {"": 1, "k": 1e3, "m": 1e6, "b": 1e9, "t": 1e12}[match.group(2)])
+    number = float(match.group(1).replace("_", "").replace(",", "")) * {"": 1, "k": 1e3, "m": 1e6, "b": 1e9,
+                                                                          "t": 1e12}[match.group(2)]
+    if not 1 <= number < 1e30:
+        raise ConfigError(f"token count {text!r}: give at least 1 token and fewer than 1e30")
+    return round(number)
 
 
 @dataclass(frozen=True)
@@ -258,6 +262,12 @@ def estimate(model: str, *, tokens: str | float | None = None, hardware: str = "
         raise ConfigError(f"unknown hardware {hardware!r}; choose one of {', '.join(HARDWARE)}")
     if devices < 1 or micro_batch < 1:
         raise ConfigError(f"--devices and --micro-batch must be >= 1; got {devices} and {micro_batch}")
+    if seq_len is not None and seq_len < 1:
+        raise ConfigError(f"--seq-len must be >= 1; got {seq_len}")
+    if price is not None and not 0 <= price < math.inf:
+        raise ConfigError(f"--price must be >= 0 ($ per device-hour); got {price}")
+    if not 1 <= pue < math.inf:
+        raise ConfigError(f"--pue must be >= 1 (facility power over IT power); got {pue}")
     hw = HARDWARE[hardware]
     spec = load_model_spec(model, seq_len)
     counts = flops.parameter_counts(spec.shape)

@@ -172,6 +172,21 @@ def test_bad_preset_name_lists_the_presets():
     assert all(name in str(error.value) for name in PRESETS)
 
 
+@pytest.mark.parametrize("text", ["0", "1e400", "0.4", 0])
+def test_token_counts_below_one_or_beyond_any_budget_are_refused(text):
+    with pytest.raises(ConfigError, match="at least 1 token and fewer than 1e30"):
+        parse_count(text)
+
+
+@pytest.mark.parametrize(("option", "message"), [
+    ({"seq_len": 0}, "--seq-len must be >= 1"), ({"seq_len": -5}, "--seq-len must be >= 1"),
+    ({"price": -1.0}, "--price must be >= 0"), ({"pue": 0.0}, "--pue must be >= 1"),
+])
+def test_out_of_range_options_are_refused(option, message):
+    with pytest.raises(ConfigError, match=message):
+        estimate("gpt2", tokens="1B", **option)
+
+
 def test_unknown_hardware_and_missing_mfu_say_what_to_pass():
     with pytest.raises(ConfigError, match="h100"):
         estimate("gpt2", hardware="tpu-v9")
