@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from plmkit.errors import ConfigError
@@ -54,7 +54,8 @@ class DataConfig:
     dedup: bool = True
     """Drop exact duplicate documents (after normalisation)."""
     validation_fraction: float = 0.01
-    """Share of documents held out for evaluation, chosen by a hash of each document (deterministic)."""
+    """Share of documents held out for evaluation, chosen by a hash of each document (deterministic); 0: train on
+    every document and evaluate nothing."""
     block_size: int = 128
     """Tokens per training example after packing documents end to end."""
     doc_attention: bool = False
@@ -310,7 +311,7 @@ CUDNN_ATTENTION and MATH."""
 POSITIVE = ("data.block_size", "data.shard_tokens", "tokenizer.train.vocab_size", "model.hidden_size",
             "model.num_layers", "model.num_heads", "model.max_position_embeddings", "train.max_steps",
             "train.batch_size", "train.grad_accum", "train.log_every", "train.save_every",
-            "train.keep_checkpoints", "train.eval_blocks", "train.adam_eps")
+            "train.keep_checkpoints", "train.eval_blocks", "train.adam_eps", "adapter.r", "adapter.alpha")
 NON_NEGATIVE = ("data.min_chars", "train.warmup_steps", "train.weight_decay", "train.max_grad_norm",
                 "train.eval_every", "train.profile_steps", "train.profile_from",
                 "tokenizer.train.min_frequency", "eval.patience")
@@ -329,11 +330,54 @@ def _rename_keywords(tree: dict, to_python: bool) -> dict:
     return tree
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that refuses a key written twice in one mapping (plain YAML keeps the last one silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"the key {key!r} is written twice",
+                                                        key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _yaml_problem(e: yaml.YAMLError) -> str:
+    """A YAML error in one line: what is wrong and where (line and column, 1-based)."""
+    problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+    mark = getattr(e, "problem_mark", None)
+    return f"{problem} at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else problem
+
+
+def read_yaml(path: str | Path) -> Any:
+    """The data in a YAML file, or a one-line ConfigError naming the file: missing, a folder, not UTF-8 text, not
+    valid YAML, or a key written twice in one mapping."""
+    path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{path} is a folder; give a YAML config file")
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path} is not UTF-8 text (byte {e.start}); save it as UTF-8") from None
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path} is not valid YAML: {_yaml_problem(e)}") from None
+
+
 def _parse_override(item: str) -> tuple[list[str], Any]:
     if "=" not in item:
         raise ConfigError(f"override {item!r} must look like key.path=value")
     key, raw = item.split("=", 1)
-    value = yaml.safe_load(raw) if raw.strip() else ""
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as e:
+        raise ConfigError(f"--set {key.strip()}: {raw!r} is not valid YAML ({_yaml_problem(e)}); quote a value "
+                          f"that starts with * or & or holds {{ [ : #, e.g. --set 'data.paths=[\"*.txt\"]'") from None
     return key.strip().split("."), value
 
 
@@ -350,8 +394,25 @@ def _overrides_tree(overrides: list[str]) -> dict:
     return tree
 
 
+def _fit_shapes(base: DictConfig, tree: dict) -> dict:
+    """`tree` with the two shorthands a reader means: a section left empty (every key commented out) takes the
+    defaults, and a single string where a list belongs (data.paths=a.txt) is a list of that one string."""
+    out = {}
+    for key, value in tree.items():
+        node = base.get(key, None) if isinstance(base, DictConfig) else None
+        if isinstance(node, DictConfig) and value is None:
+            continue
+        if isinstance(node, ListConfig) and isinstance(value, str):
+            value = [value]
+        elif isinstance(node, DictConfig) and isinstance(value, dict):
+            value = _fit_shapes(node, value)
+        out[key] = value
+    return out
+
+
 def _merge(base: DictConfig, tree: dict, origin: str, prefix: str = "",
            docs: str = "`plm config show --doc`") -> DictConfig:
+    tree = _fit_shapes(base, tree)
     for key, value in tree.items():
         if isinstance(base.get(key, None), DictConfig) and key != "objective" and not isinstance(value, dict):
             raise ConfigError(f"{prefix}{key} must be a mapping of settings; got {value!r} ({origin})")
@@ -382,12 +443,7 @@ def layered_schema(schema_type: type, path: str | Path | None, overrides: list[s
     origin = "defaults"
     if path is not None:
         path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file {path} does not exist")
-        try:
-            tree = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{path} is not valid YAML: {e}") from None
+        tree = read_yaml(path) or {}
         if not isinstance(tree, dict):
             raise ConfigError(f"{path} must hold a mapping of sections ({sections})")
         origin = str(path)
@@ -476,6 +532,8 @@ def validate(cfg: RunConfig, origin: str = "config") -> None:
     for key in FRACTIONS:
         if not 0 <= _get(cfg, key) < 1:
             raise ConfigError(f"{key} must be in [0, 1); got {_get(cfg, key)} ({origin})")
+    if not 0 <= cfg.run.seed < 2**32:
+        raise ConfigError(f"run.seed must be in [0, 2**32 - 1]; got {cfg.run.seed} ({origin})")
     if not 0 < cfg.train.layer_lr_decay <= 1:
         raise ConfigError(f"train.layer_lr_decay must be in (0, 1]; got {cfg.train.layer_lr_decay} ({origin})")
     if cfg.train.epochs is not None and cfg.train.epochs <= 0:
@@ -545,16 +603,22 @@ def reference_markdown() -> str:
              ("Objective settings (`objective.*`) depend on `objective.name`; see `plm list objectives` and "
               "[pretraining.md](pretraining.md)."), "",
              "| key | type | default | meaning |", "|---|---|---|---|"]
-    for key, type_, default, doc in field_docs():
+    for key, type_, default, doc in reference_rows():
         lines.append(f"| `{key}` | {_cell(type_)} | `{default!r}` | {doc.replace('|', '/')} |")
+    return "\n".join(lines) + "\n"
+
+
+def reference_rows() -> list[tuple[str, str, Any, str]]:
+    """(key, type, default, meaning) of every key: the run config's, then each objective's and each task's
+    (`objective.mlm: mask_prob`), which depend on objective.name and task.name."""
     from plmkit.objectives import objectives
     from plmkit.tasks import tasks
 
+    rows = field_docs()
     for kind, registry in (("objective", objectives), ("task", tasks)):
         for entry in registry:
-            for key, type_, default, doc in field_docs(entry.config, f"{kind}.{entry.name}: "):
-                lines.append(f"| `{key}` | {_cell(type_)} | `{default!r}` | {doc.replace('|', '/')} |")
-    return "\n".join(lines) + "\n"
+            rows += field_docs(entry.config, f"{kind}.{entry.name}: ")
+    return rows
 
 
 def _type_name(t: Any) -> str:

@@ -15,7 +15,7 @@ import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from plmkit.config import CHOICES, DataConfig, RunSection, layered_schema
+from plmkit.config import CHOICES, DataConfig, RunSection, layered_schema, read_yaml
 from plmkit.errors import ConfigError
 
 METHODS = ("word2vec", "glove")
@@ -94,8 +94,8 @@ _NON_NEGATIVE = ("word2vec.negative", "word2vec.sample", "word2vec.min_lr", "dat
 def is_embeddings_config(path: str | Path) -> bool:
     """True for a YAML file with a top-level `embeddings:` section (a config of `plm embeddings train`)."""
     try:
-        tree = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError):
+        tree = read_yaml(path)
+    except ConfigError:  # load_config, which reads it next, says what is wrong with it
         return False
     return isinstance(tree, dict) and "embeddings" in tree
 

@@ -251,10 +251,11 @@ def test_yaml_that_is_not_a_mapping(tmp_path):
     assert str(path) in msg and "mapping" in msg
 
 
-def test_invalid_yaml(tmp_path):
+def test_invalid_yaml_is_one_line_with_its_line_and_column(tmp_path):
     path = _yaml(tmp_path, "train: {lr: [1,\n")
     msg = _error(path)
     assert str(path) in msg and "YAML" in msg
+    assert "\n" not in msg and re.search(r"at line \d+, column \d+", msg)
 
 
 def test_missing_file(tmp_path):
@@ -305,3 +306,41 @@ def test_field_docs_list_every_leaf_of_the_saved_config():
 
     missing = set(leaves(to_dict(load_config()))) - keys
     assert not missing
+
+
+def test_a_key_written_twice_is_refused(tmp_path):
+    path = _yaml(tmp_path, "train:\n  max_steps: 5\n  max_steps: 6\n")
+    msg = _error(path)
+    assert str(path) in msg and "'max_steps' is written twice at line 3" in msg
+
+
+def test_a_config_that_is_not_utf8_names_the_file(tmp_path):
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes("run: {name: caf\u00e9}\n".encode("latin-1"))
+    msg = _error(path)
+    assert str(path) in msg and "not UTF-8" in msg
+
+
+def test_a_folder_is_not_a_config(tmp_path):
+    assert "is a folder" in _error(tmp_path)
+
+
+def test_an_override_that_is_not_yaml_names_the_key_and_how_to_quote():
+    msg = _error(None, ["data.paths=[*.txt]"])
+    assert "\n" not in msg and msg.startswith("--set data.paths: '[*.txt]' is not valid YAML") and "quote" in msg
+
+
+def test_a_section_with_every_key_commented_out_takes_the_defaults(tmp_path):
+    path = _yaml(tmp_path, "train:\n#  max_steps: 5\nrun: {seed: 3}\n")
+    cfg = load_config(path)
+    assert cfg.train.max_steps == load_config().train.max_steps and cfg.run.seed == 3
+
+
+def test_one_string_where_a_list_belongs_is_a_list_of_it(tmp_path):
+    assert load_config(None, ["data.paths=corpus.txt"]).data.paths == ["corpus.txt"]
+    assert load_config(_yaml(tmp_path, "data: {paths: a.txt}\n")).data.paths == ["a.txt"]
+
+
+@pytest.mark.parametrize("seed", [-1, 2**32])
+def test_seed_out_of_range(seed):
+    assert "run.seed must be in [0, 2**32 - 1]" in _error(None, [f"run.seed={seed}"])
