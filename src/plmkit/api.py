@@ -20,7 +20,7 @@ from torch.utils.data import Subset
 from plmkit.config import RunConfig, save_config
 from plmkit.data import load_corpus, prepare_shards
 from plmkit.data.pack import KEYED_SETTINGS, input_fingerprint
-from plmkit.errors import ConfigError, PlmError
+from plmkit.errors import CompatibilityError, ConfigError, PlmError
 from plmkit.models import ARCHS, build_model, build_task_model, load_pretrained_model
 from plmkit.objectives import build_objective, objectives
 from plmkit.objectives.base import WRAPPED_PREFIX
@@ -32,6 +32,15 @@ from plmkit.training.loop import build_accelerator
 
 RUN_ARTIFACTS = ("metrics.jsonl", "checkpoints", "final")
 """A folder holding any of these holds a run: pretrain refuses it unless told to resume or overwrite."""
+TOKENIZER_STAMP = "plmkit_made_from.json"
+"""In run_dir/tokenizer/: the key of the settings and data the tokenizer was made from (_tokenizer_key), so that a
+later run in the folder reuses it only when that key is its own."""
+RESUME_FIXED = ("run.seed", "data.", "tokenizer.", "model.", "init.", "objective.", "task.", "adapter.",
+                "train.batch_size", "train.grad_accum")
+"""Settings (or sections, ending with a dot) that a resumed run keeps: they decide the model, its tokenizer and the
+order of the data, which the checkpoint's weights and data position belong to."""
+RESUME_FREE = ("data.cache_dir",)
+"""Exceptions to RESUME_FIXED that do not change what is trained."""
 WRITTEN = RUN_ARTIFACTS + ("config.yaml", "loss.png", "results.json", "data_report.json", "tokenizer", "tensorboard")
 """Everything a run writes; --overwrite deletes these (and nothing else) before starting again."""
 CLS_KINDS = ("masked_lm", "electra")
@@ -61,9 +70,24 @@ def train_tokenizer_for(cfg: RunConfig, *, show_progress: bool = True):
     else:
         stderr.print(f"reusing the tokenizer trained on the same data and settings: {cached}")
     tokenizer = load_tokenizer(str(cached))
-    tokenizer.save_pretrained(out)
+    save_run_tokenizer(tokenizer, cfg)
     stderr.print(f"tokenizer ({cfg.tokenizer.train.algorithm}, {len(tokenizer)} tokens) saved to {out}")
     return tokenizer
+
+
+def save_run_tokenizer(tokenizer, cfg: RunConfig) -> None:
+    """Save the run's tokenizer into run_dir/tokenizer/ with the key of what it was made from."""
+    out = Path(cfg.run.output_dir) / "tokenizer"
+    tokenizer.save_pretrained(out)
+    (out / TOKENIZER_STAMP).write_text(json.dumps({"key": _tokenizer_key(cfg)}))
+
+
+def _made_from(folder: Path) -> str | None:
+    """The key in a run tokenizer's stamp, or None where there is none (a folder from elsewhere or an older plmkit)."""
+    try:
+        return json.loads((folder / TOKENIZER_STAMP).read_text())["key"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def _tokenizer_key(cfg: RunConfig) -> str:
@@ -77,15 +101,19 @@ def tokenizer_source(cfg: RunConfig) -> str:
     return "tokenizer.pretrained" if cfg.tokenizer.pretrained else "init.from / --model"
 
 
-def resolve_tokenizer(cfg: RunConfig, *, show_progress: bool = True):
-    """The run's tokenizer: tokenizer.pretrained, else init.from's, else run_dir/tokenizer, else a trained one."""
+def resolve_tokenizer(cfg: RunConfig, *, show_progress: bool = True, resume: bool = False):
+    """The run's tokenizer: tokenizer.pretrained, else init.from's, else run_dir/tokenizer (when it was made from
+    this config's data and tokenizer settings, or the run resumes), else a trained one."""
     if cfg.tokenizer.pretrained:
         return load_tokenizer(cfg.tokenizer.pretrained, special_tokens=cfg.tokenizer.special_tokens)
     if cfg.init.from_:
         return load_tokenizer(cfg.init.from_, special_tokens=cfg.tokenizer.special_tokens, source="init.from")
     saved = Path(cfg.run.output_dir) / "tokenizer"
     if (saved / "tokenizer.json").is_file():
-        return load_tokenizer(str(saved))
+        if resume or _made_from(saved) == _tokenizer_key(cfg):
+            return load_tokenizer(str(saved))
+        stderr.print(f"{saved} was not made from this config's data and tokenizer settings: training the "
+                     "configured tokenizer in its place (set tokenizer.pretrained to use a tokenizer as it is)")
     return train_tokenizer_for(cfg, show_progress=show_progress)
 
 
@@ -116,23 +144,18 @@ def pretrain(cfg: RunConfig, *, resume: bool = False, overwrite: bool = False,
         overwrite: delete the artifacts of an earlier run in run.output_dir first.
     """
     kind = objectives.get(cfg.objective.name).factory.model_kind
-    if cfg.train.lr is None:
-        raise ConfigError("train.lr is null: pre-training needs a learning rate (e.g. --set train.lr=5e-4)")
+    check_pretrain_config(cfg, kind)
     run_dir, accelerator = _open_run(cfg, resume=resume, overwrite=overwrite)
     with accelerator.main_process_first():  # the main process trains the tokenizer and writes shards; others reuse them
-        tokenizer = resolve_tokenizer(cfg, show_progress=show_progress)
+        tokenizer = resolve_tokenizer(cfg, show_progress=show_progress, resume=resume)
         objective, data = _objective_and_shards(cfg, tokenizer, show_progress=show_progress)
         if accelerator.is_main_process:  # the run's tokenizer, with what the objective added
-            tokenizer.save_pretrained(run_dir / "tokenizer")
+            save_run_tokenizer(tokenizer, cfg)
     if cfg.init.from_:
         model = load_pretrained_model(cfg.init.from_, kind)
         if hasattr(objective, "load_extra"):  # what the objective saved beside the model (ELECTRA's generator/)
             objective.load_extra(cfg.init.from_)
     else:
-        if ARCHS.get(cfg.model.arch) != kind:
-            fits = [a for a, k in ARCHS.items() if k == kind]
-            raise PlmError(f"objective {cfg.objective.name!r} trains a {kind} model but model.arch is "
-                           f"{cfg.model.arch!r}; set model.arch to one of {', '.join(fits)}")
         model = build_model(cfg.model, tokenizer, kind)
     check_compatibility(tokenizer, model.config, block_size=cfg.data.block_size, needs=objective.needs)
     cls_id = tokenizer.cls_token_id if kind in CLS_KINDS else None
@@ -140,15 +163,21 @@ def pretrain(cfg: RunConfig, *, resume: bool = False, overwrite: bool = False,
     block_size = objective.raw_block_size(cfg.data.block_size) if hasattr(objective, "raw_block_size") \
         else cfg.data.block_size
     blocks = {split: data.dataset(split, block_size, cls_id=cls_id, with_segments=cfg.data.doc_attention)
-              for split in ("train", "validation")}
+              for split in ("train", "validation")[:1 + (cfg.data.validation_fraction > 0)]}
     if accelerator.is_main_process:
         (run_dir / "data_report.json").write_text(json.dumps(data.report.to_dict(), indent=1))
         stderr.print(f"model: {cfg.model.arch if not cfg.init.from_ else cfg.init.from_}, "
                      f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters; "
                      f"{len(blocks['train']):,} training blocks of {cfg.data.block_size} tokens")
-    eval_blocks = Subset(blocks["validation"], range(min(len(blocks["validation"]), cfg.train.eval_blocks)))
+    if "validation" in blocks:
+        eval_blocks = Subset(blocks["validation"], range(min(len(blocks["validation"]), cfg.train.eval_blocks)))
+    else:
+        eval_blocks = []
+        stderr.print("data.validation_fraction is 0: every document is trained on, and nothing is evaluated")
     result = fit(cfg, model, objective, blocks["train"], eval_blocks, run_dir, resume=resume,
                  accelerator=accelerator, show_progress=show_progress)
+    if result.done_before:
+        return _finished_run(run_dir, accelerator)
     metrics = {"steps": result.steps, "tokens_seen": result.tokens_seen, **result.metrics}
     weights = accelerator.get_state_dict(result.model)  # every process takes part: FSDP/DeepSpeed gather here
     # objective.wrap keeps the exported model's parameters under hf_model.*; an objective that trains more than that
@@ -166,20 +195,87 @@ def pretrain(cfg: RunConfig, *, resume: bool = False, overwrite: bool = False,
     return RunResult(output_dir=run_dir, metrics=metrics)
 
 
+def check_pretrain_config(cfg: RunConfig, kind: str) -> None:
+    """What pre-training needs that the config's own checks cannot see (they do not know the objectives' model
+    kinds), checked before any tokenizer or data work."""
+    if cfg.train.lr is None:
+        raise ConfigError("train.lr is null: pre-training needs a learning rate (e.g. --set train.lr=5e-4)")
+    if cfg.init.from_:
+        return  # the model, its kind and its positions come from init.from (checked once it loads)
+    if ARCHS.get(cfg.model.arch) != kind:
+        fits = [a for a, k in ARCHS.items() if k == kind]
+        raise PlmError(f"objective {cfg.objective.name!r} trains a {kind} model but model.arch is "
+                       f"{cfg.model.arch!r}; set model.arch to one of {', '.join(fits)}")
+    limit = cfg.model.max_position_embeddings  # RoBERTa accepts two fewer: check_compatibility sees to that
+    if cfg.model.arch != "t5" and cfg.data.block_size > limit:
+        raise CompatibilityError(f"data.block_size ({cfg.data.block_size}) exceeds the {limit} positions the model "
+                                 f"accepts; lower data.block_size to <= {limit} or raise "
+                                 f"model.max_position_embeddings to >= {cfg.data.block_size}")
+
+
+def _finished_run(run_dir: Path, accelerator) -> RunResult:
+    """A resumed run that had nothing left to train: final/ and results.json stay as they are."""
+    accelerator.end_training()
+    try:
+        metrics = json.loads((run_dir / "results.json").read_text())
+    except (OSError, ValueError):
+        metrics = {}
+    return RunResult(output_dir=run_dir, metrics=metrics)
+
+
 def _open_run(cfg: RunConfig, *, resume: bool, overwrite: bool):
-    """(run_dir, accelerator) of a run: the folder claimed and config.yaml written by the main process, seeds set."""
+    """(run_dir, accelerator) of a run: the folder claimed and config.yaml written by the main process, seeds set.
+    A resumed run is first checked against the config.yaml it started with (nothing is written if it differs)."""
     run_dir = Path(cfg.run.output_dir)
     accelerator = build_accelerator(cfg, run_dir)  # one Accelerator for the whole run
     if accelerator.is_main_process:
         _claim_run_dir(run_dir, resume=resume, overwrite=overwrite)
+        if resume:
+            _check_resumed_config(cfg, run_dir)
         save_config(cfg, run_dir / "config.yaml")
     accelerator.wait_for_everyone()
     set_seed(cfg.run.seed)
     return run_dir, accelerator
 
 
+def _flat(tree: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and value:
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[prefix + key] = value
+    return out
+
+
+def _check_resumed_config(cfg: RunConfig, run_dir: Path) -> None:
+    """Refuse to resume a run that has checkpoints with a config that changes a RESUME_FIXED setting; print the
+    settings that did change (max_steps, lr, ...). Settings the saved config lacks (from an older plmkit) pass."""
+    from plmkit.config import read_yaml, to_dict
+    from plmkit.training import checkpoint
+
+    saved_path = run_dir / "config.yaml"
+    if checkpoint.latest(run_dir) is None or not saved_path.is_file():
+        return  # nothing to continue from: the run starts afresh
+    saved, now = _flat(read_yaml(saved_path) or {}), _flat(to_dict(cfg))
+    changed = {k: (saved[k], v) for k, v in now.items() if k in saved and saved[k] != v}
+    fixed = [k for k in changed
+             if k not in RESUME_FREE and any(k == f or (f.endswith(".") and k.startswith(f)) for f in RESUME_FIXED)]
+    if fixed:
+        command = "finetune" if cfg.task is not None else "pretrain"
+        listed = "; ".join(f"{k}: {changed[k][0]!r} in its config.yaml, {changed[k][1]!r} now" for k in fixed)
+        raise ConfigError(f"--resume: {run_dir} cannot go on with other {', '.join(fixed)} ({listed}); resume with "
+                          f"the run's own config (plm {command} {saved_path} --resume, with --set for "
+                          "train.max_steps and the like) or start a new run (--overwrite or another run.output_dir)")
+    if changed:
+        stderr.print("resuming with changed settings: "
+                     + ", ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in changed.items()))
+
+
 def _claim_run_dir(run_dir: Path, *, resume: bool, overwrite: bool) -> None:
-    existing = [name for name in RUN_ARTIFACTS if (run_dir / name).exists()]
+    # an empty metrics.jsonl is a run that stopped before it logged a step: nothing in the folder to lose
+    existing = [name for name in RUN_ARTIFACTS if (run_dir / name).exists()
+                and not (name == "metrics.jsonl" and (run_dir / name).stat().st_size == 0)]
     if existing and not (resume or overwrite):
         raise PlmError(f"{run_dir} already holds a run ({', '.join(existing)}); pass --resume to continue it, "
                        "--overwrite to start again, or set run.output_dir to another folder")
@@ -286,8 +382,12 @@ def finetune(cfg: RunConfig, *, scratch: bool = False, resume: bool = False, ove
     if not cfg.task.validation:
         stderr.print(f"[yellow]no task.validation: holding out {len(valid_raw)} training examples for validation")
     _warn_overlap(train_raw, valid_raw, cfg.task.train, valid_source)
-    train, valid = task.encode(train_raw, source=cfg.task.train), task.encode(valid_raw, source=valid_source)
+    if cfg.eval.select_best_by is None:
+        cfg.eval.select_best_by = task.main_metric
+    _check_select_best_by(cfg.eval.select_best_by, task)
     model = build_task_model(cfg.init.from_, task.model_kind, task.model_kwargs(), scratch=scratch)
+    _fit_max_length(task, model.config)
+    train, valid = task.encode(train_raw, source=cfg.task.train), task.encode(valid_raw, source=valid_source)
     base_model = model
     if cfg.adapter.name == "lora":
         from plmkit.models.peft import add_lora, trainable_share
@@ -295,14 +395,14 @@ def finetune(cfg: RunConfig, *, scratch: bool = False, resume: bool = False, ove
         model = add_lora(model, cfg.adapter, task.model_kind)
         stderr.print(f"LoRA r={cfg.adapter.r} on {', '.join(cfg.adapter.target_modules)}: "
                      f"{trainable_share(model):.1%} of the parameters are trained")
-    if cfg.eval.select_best_by is None:
-        cfg.eval.select_best_by = task.main_metric
     if accelerator.is_main_process:
         stderr.print(f"{cfg.task.name}: {len(train):,} training and {len(valid):,} validation examples, "
                      f"{len(task.labels)} labels; model {cfg.init.from_}{' (from scratch)' if scratch else ''}, "
                      f"{sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters")
     result = fit(cfg, model, task, train, valid, run_dir, resume=resume, accelerator=accelerator,
                  show_progress=show_progress, on_eval=on_eval)
+    if result.done_before:
+        return _finished_run(run_dir, accelerator)
     metrics = {"steps": result.steps, "tokens_seen": result.tokens_seen, **result.metrics}
     best = run_dir / "checkpoints" / "best"
     if (best / "model.safetensors").is_file():
@@ -322,6 +422,7 @@ def finetune(cfg: RunConfig, *, scratch: bool = False, resume: bool = False, ove
         threshold = metrics.get("best_eval_threshold", getattr(task, "threshold", None))  # the best weights' own
         if threshold is not None:
             model.config.plmkit_threshold = threshold
+        model.config.plmkit_task_inputs = {k: getattr(cfg.task, k) for k in TASK_INPUTS if hasattr(cfg.task, k)}
         card = render_finetune_card(cfg, metrics, scratch)
         export_final(model, tokenizer, run_dir, card, weights)
         (run_dir / "results.json").write_text(json.dumps(metrics, indent=1))
@@ -329,6 +430,29 @@ def finetune(cfg: RunConfig, *, scratch: bool = False, resume: bool = False, ove
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return RunResult(output_dir=run_dir, metrics=metrics)
+
+
+TASK_INPUTS = ("text_column", "text_pair_column", "label_column", "group_column", "max_length")
+"""task.* settings saved with a fine-tuned model (config.json: plmkit_task_inputs) and taken again by plm evaluate
+and plm predict: a sentence-pair model scored without its second text would score something else."""
+
+
+def _check_select_best_by(name: str, task) -> None:
+    """eval.select_best_by must name what the task reports; checked before training, not at the first evaluation."""
+    known = ("loss", *task.metric_names())
+    if name.removeprefix("eval_") not in known:
+        raise ConfigError(f"eval.select_best_by: no metric {name.removeprefix('eval_')!r}; the {type(task).__name__} "
+                          f"task reports {', '.join(known)}")
+
+
+def _fit_max_length(task, model_config) -> None:
+    """Cut inputs at the model's positions where task.max_length asks for more (a longer input has no position
+    embedding and would stop the run at the first batch that holds one)."""
+    limit = max_positions(model_config)
+    if task.cfg.max_length > limit:
+        stderr.print(f"task.max_length {task.cfg.max_length} is more than the model's {limit} positions: inputs are "
+                     f"cut at {limit} tokens")
+        task.cfg.max_length = limit
 
 
 def check_finetune_config(cfg: RunConfig) -> None:
@@ -453,16 +577,19 @@ def _load_task_model(model_dir: str | Path, task_name: str, overrides: list[str]
     from plmkit.models.transformer import TASK_CLASSES
     from plmkit.tasks import build_task
 
-    cfg = load_config(None, [f"task.name={task_name}", *(overrides or [])])
     tokenizer = load_tokenizer(str(model_dir), source="MODEL_DIR")
-    task = build_task(cfg.task, tokenizer, cfg.run.seed)
     config = _check_fine_tuned_for(model_dir, task_name)
+    saved = getattr(config, "plmkit_task_inputs", None) or {}  # --set task.* below still wins
+    saved_sets = [f"task.{k}={json.dumps(v)}" for k, v in saved.items() if k in TASK_INPUTS]
+    cfg = load_config(None, [f"task.name={task_name}", *saved_sets, *(overrides or [])])
+    task = build_task(cfg.task, tokenizer, cfg.run.seed)
     auto = getattr(transformers, TASK_CLASSES[task.model_kind])
     try:
         model = auto.from_pretrained(str(model_dir), config=config, use_safetensors=True, trust_remote_code=False)
     except (OSError, ValueError) as e:
         raise PlmError(f"{model_dir}: not a {task.model_kind} model folder ({str(e).splitlines()[0]}); give the "
                        "final/ folder of a `plm finetune` run") from None
+    _fit_max_length(task, model.config)
     task.labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
     if hasattr(task, "threshold"):
         task.threshold, task.tune = getattr(model.config, "plmkit_threshold", 0.5), False
@@ -510,8 +637,10 @@ def evaluate(model_dir: str | Path, task_name: str, data: str | Path, *, overrid
 def predict(model_dir: str | Path, task_name: str, data: str | Path, output: str | Path, *,
             overrides: list[str] | None = None, show_progress: bool = True) -> dict:
     """`plm predict`: labels for every example of a (possibly unlabeled) file, one JSON object per line."""
+    if Path(output).is_dir():
+        raise PlmError(f"--output {output} is a folder; give a file to write, e.g. {Path(output) / 'preds.jsonl'}")
     task, model = _load_task_model(model_dir, task_name, overrides)
-    raw = task.read(str(data), require_labels=False)
+    raw = [_unlabeled(example) for example in task.read(str(data), require_labels=False)]  # labels are not used
     encoded = task.encode(raw, source=str(data))
     predictions = task.decode(_run_task(task, model, encoded, show_progress=show_progress))
     output = Path(output)
@@ -519,8 +648,20 @@ def predict(model_dir: str | Path, task_name: str, data: str | Path, output: str
     with output.open("w", encoding="utf-8") as f:
         for example, prediction in zip(raw, predictions):
             text = {"text": example.text} if hasattr(example, "text") else {"tokens": example.tokens}
+            if getattr(example, "text_pair", None) is not None:
+                text["text_pair"] = example.text_pair
             f.write(json.dumps({**text, **prediction}, ensure_ascii=False) + "\n")
     return {"output": str(output), "examples": len(predictions)}
+
+
+def _unlabeled(example):
+    """A read example with its labels dropped (an NER sentence tagged all O): what predict encodes, so that labels
+    it does not use, perhaps ones the model never saw, cannot stop it."""
+    import dataclasses
+
+    if hasattr(example, "tags"):
+        return dataclasses.replace(example, tags=["O"] * len(example.tokens))
+    return dataclasses.replace(example, labels=[])
 
 
 # --- planning -----------------------------------------------------------------------------------------------------

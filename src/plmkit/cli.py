@@ -116,6 +116,9 @@ def finetune_config(config: Path | None, set_: list[str] | None, *, model: str |
     shortcuts = {"init.from": model, "task.name": task, "task.train": train, "task.validation": validation,
                  "run.output_dir": out, "train.epochs": epochs, "adapter.name": "lora" if lora else None}
     overrides = [f"{k}={v}" for k, v in shortcuts.items() if v is not None] + list(set_ or [])
+    set_keys = {item.split("=", 1)[0].strip() for item in overrides}
+    if "train.max_steps" in set_keys and "train.epochs" not in set_keys:
+        overrides.insert(0, "train.epochs=null")  # a step count asked for on the command line beats CONFIG's epochs
     with resources.as_file(resources.files("plmkit") / "resources" / "finetune.yaml") as defaults:
         return load_config(config or defaults, overrides)
 
@@ -282,13 +285,13 @@ def config_show(config: Annotated[Path | None, typer.Argument(help="A run config
                 markdown: Annotated[bool, typer.Option(help="With --doc: the Markdown table of docs/.")] = False
                 ) -> None:
     """Print the resolved, validated config as YAML (or, with --doc, the reference of every key)."""
-    from plmkit.config import field_docs, load_config, reference_markdown, to_yaml
+    from plmkit.config import load_config, reference_markdown, reference_rows, to_yaml
 
     if doc and markdown:
         typer.echo(reference_markdown(), nl=False)
         return
     if doc:
-        for key, type_, default, text in field_docs():
+        for key, type_, default, text in reference_rows():
             typer.echo(f"{key} ({type_}, default {default!r}): {text}")
         return
     from plmkit.embeddings import is_embeddings_config
@@ -302,14 +305,27 @@ def config_show(config: Annotated[Path | None, typer.Argument(help="A run config
 
 
 @config_app.command("check")
-def config_check(folder: Annotated[Path, typer.Argument(help="Folder of YAML configs.")]) -> None:
-    """Load and validate every YAML config under a folder."""
+def config_check(folder: Annotated[Path, typer.Argument(help="A YAML config, or a folder of them.")]) -> None:
+    """Load and validate a YAML config, or every one under a folder."""
     from plmkit.config import load_config
     from plmkit.embeddings import is_embeddings_config, load_embeddings_config
+    from plmkit.errors import ConfigError
 
-    paths = sorted(folder.rglob("*.yaml"))
+    if not folder.exists():
+        raise ConfigError(f"{folder} does not exist; give a YAML config or a folder of them")
+    paths = [folder] if folder.is_file() else sorted([*folder.rglob("*.yaml"), *folder.rglob("*.yml")])
+    if not paths:
+        raise ConfigError(f"{folder} holds no YAML config (*.yaml, *.yml)")
     for path in paths:
-        load_embeddings_config(path) if is_embeddings_config(path) else load_config(path)
+        if is_embeddings_config(path):
+            load_embeddings_config(path)
+        else:
+            cfg = load_config(path)
+            if cfg.task is None:  # a pre-training config: the checks `plm pretrain` makes before its data work
+                from plmkit.api import check_pretrain_config
+                from plmkit.objectives import objectives
+
+                check_pretrain_config(cfg, objectives.get(cfg.objective.name).factory.model_kind)
         typer.echo(f"ok  {path}", err=True)
     emit({"checked": len(paths)})
 

@@ -29,6 +29,8 @@ class CorpusReport:
     """Tokens in the train stream, separators included (filled by prepare_shards)."""
     validation_tokens: int | None = None
     """Tokens in the validation stream, separators included (filled by prepare_shards)."""
+    train_unknown_tokens: int | None = None
+    """Tokens in the train stream that are the tokenizer's unknown token (filled by prepare_shards)."""
     train_words: int | None = None
     """Words in the train stream, separators included, when a segmenter stored word boundaries (else None)."""
     validation_words: int | None = None

@@ -99,16 +99,19 @@ def prepare_shards(cfg: DataConfig, tokenizer: PreTrainedTokenizerFast, seed: in
     tmp.mkdir(parents=True)
     try:
         dtype = token_dtype(len(tokenizer))
-        tokens, shards, words = {}, {}, {}
+        tokens, shards, words, unknown = {}, {}, {}, {"train": 0, "validation": 0}
         progress = Progress(*Progress.get_default_columns(), MofNCompleteColumn(),
                             console=Console(stderr=True), disable=not show_progress)
         with progress:
             for split, docs in zip(SPLITS, (corpus.train, corpus.validation), strict=True):
                 task = progress.add_task(f"tokenizing {split}", total=len(docs))
-                arrays = _tokenize(docs, tokenizer, sep, dtype, partial(progress.advance, task), segmenter)
+                arrays = _tokenize(docs, tokenizer, sep, dtype, partial(progress.advance, task), segmenter,
+                                   unknown=(unknown, split))
                 packed = pack_shards(arrays, cfg.shard_tokens)
                 tokens[split], shards[split], words[split] = _write_shards(tmp, split, packed)
         corpus.report.train_tokens, corpus.report.validation_tokens = tokens["train"], tokens["validation"]
+        corpus.report.train_unknown_tokens = unknown["train"]
+        _check_unknown_share(tokenizer, unknown["train"], tokens["train"])
         if segmenter != "none":
             corpus.report.train_words, corpus.report.validation_words = words["train"], words["validation"]
         meta = {"format": FORMAT_VERSION, "key": key, "dtype": dtype.name, "vocab_size": len(tokenizer),
@@ -206,11 +209,31 @@ def _alive(pid: int) -> bool:
     return True
 
 
+UNKNOWN_WARN, UNKNOWN_REFUSE = 0.05, 0.5
+"""Shares of unknown tokens in the train stream above which prepare_shards warns, and refuses (the tokenizer was
+made for other text: most of what the model would see is one token, and a masked LM has almost nothing to predict)."""
+
+
+def _check_unknown_share(tokenizer: PreTrainedTokenizerFast, unknown: int, total: int) -> None:
+    share = unknown / max(total, 1)
+    if share <= UNKNOWN_WARN:
+        return
+    name = getattr(tokenizer, "name_or_path", "") or "the tokenizer"
+    what = (f"{share:.0%} of the training tokens are the unknown token {tokenizer.unk_token!r}: {name} does not "
+            "cover this text")
+    if share > UNKNOWN_REFUSE:
+        raise DataError(f"{what}; train a tokenizer on it (leave tokenizer.pretrained unset) or use one made for its "
+                        "language and script")
+    Console(stderr=True).print(f"[yellow]warning: {what} well; a tokenizer trained on it would lose less")
+
+
 def _tokenize(docs: list[str], tokenizer: PreTrainedTokenizerFast, sep: int, dtype: np.dtype,
-              advance: Callable[[int], None], segmenter: str = "none") -> Iterator[np.ndarray]:
+              advance: Callable[[int], None], segmenter: str = "none",
+              unknown: tuple[dict, str] | None = None) -> Iterator[np.ndarray]:
     """Yield each document's token ids followed by `sep`, tokenizing TOKENIZE_BATCH documents per call.
 
-    With a segmenter the arrays are structured, fields "ids" and "word_starts" (uint8; the separator starts a word)."""
+    With a segmenter the arrays are structured, fields "ids" and "word_starts" (uint8; the separator starts a word).
+    `unknown`, (counts, key): counts[key] grows by the unknown tokens seen."""
     for i in range(0, len(docs), TOKENIZE_BATCH):
         batch = docs[i:i + TOKENIZE_BATCH]
         encoded = tokenizer(batch, add_special_tokens=False, return_attention_mask=False,
@@ -218,6 +241,8 @@ def _tokenize(docs: list[str], tokenizer: PreTrainedTokenizerFast, sep: int, dty
         ids = encoded["input_ids"]
         lengths = [len(x) + 1 for x in ids]
         flat = np.fromiter(chain.from_iterable([*x, sep] for x in ids), dtype=dtype, count=sum(lengths))
+        if unknown is not None and tokenizer.unk_token_id is not None:
+            unknown[0][unknown[1]] += int(np.count_nonzero(flat == tokenizer.unk_token_id))
         if segmenter == "none":
             yield from np.split(flat, np.cumsum(lengths)[:-1])
         else:

@@ -7,6 +7,7 @@ from __future__ import annotations
 from torch import nn
 
 from plmkit.config import AdapterConfig
+from plmkit.errors import ConfigError
 
 TASK_TYPES = {"sequence_classification": "SEQ_CLS", "token_classification": "TOKEN_CLS"}
 
@@ -15,6 +16,14 @@ def add_lora(model: nn.Module, cfg: AdapterConfig, kind: str) -> nn.Module:
     """Wrap `model` in a peft LoRA model; for these task types peft also trains the head (`classifier`) in full."""
     from peft import LoraConfig, TaskType, get_peft_model
 
+    layers = [name for name, module in model.named_modules()
+              if isinstance(module, nn.Linear) or type(module).__name__ == "Conv1D"]  # Conv1D: GPT-2's linear layers
+    linear = sorted({name.rsplit(".", 1)[-1] for name in layers})
+    missing = [t for t in cfg.target_modules if not any(n == t or n.endswith(f".{t}") for n in layers)]  # as peft
+    if missing:
+        raise ConfigError(f"adapter.target_modules: this model has no layer named {', '.join(missing)}; its linear "
+                          f"layers are {', '.join(linear)} (e.g. --set 'adapter.target_modules=[c_attn]' for GPT-2, "
+                          "[q_proj,v_proj] for Llama)")
     lora = LoraConfig(task_type=getattr(TaskType, TASK_TYPES[kind]), r=cfg.r, lora_alpha=cfg.alpha,
                       lora_dropout=cfg.dropout, target_modules=list(cfg.target_modules))
     return get_peft_model(model, lora)

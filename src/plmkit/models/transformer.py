@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 import transformers
+from rich.console import Console
 from transformers import (
     AutoModelForCausalLM,
     AutoModelForMaskedLM,
@@ -128,11 +129,23 @@ def build_task_model(name_or_path: str, kind: str, label_kwargs: dict, *, scratc
         if scratch:
             config = transformers.AutoConfig.from_pretrained(source, trust_remote_code=False, **label_kwargs)
             return auto.from_config(config, attn_implementation="sdpa")
-        return auto.from_pretrained(source, attn_implementation="sdpa", use_safetensors=True,
-                                    trust_remote_code=False, **label_kwargs)
+        old = transformers.AutoConfig.from_pretrained(source, trust_remote_code=False)
+        heads = [a for a in getattr(old, "architectures", None) or [] if a.endswith(tuple(TASK_HEADS.values()))]
+        same_head = (heads and heads[0].endswith(TASK_HEADS[kind]) and dict(old.id2label) == label_kwargs["id2label"]
+                     and getattr(old, "problem_type", None) == label_kwargs.get("problem_type"))
+        model = auto.from_pretrained(source, attn_implementation="sdpa", use_safetensors=True,
+                                     trust_remote_code=False, ignore_mismatched_sizes=bool(heads), **label_kwargs)
     except (OSError, ValueError) as e:
         raise CompatibilityError(f"init.from: could not load {name_or_path} for {kind}: "
                                  f"{str(e).splitlines()[0]}") from None
+    if heads and not same_head:  # a fine-tuned model: its head knows other labels (or another task)
+        for name, child in model.named_children():
+            if name != model.base_model_prefix:
+                child.apply(model._init_weights)
+        Console(stderr=True).print(
+            f"[yellow]init.from: {name_or_path} was fine-tuned ({heads[0]}, labels {list(old.id2label.values())}); "
+            "its head is replaced by a new, randomly initialised one for this task's labels")
+    return model
 
 
 # --- fast paths (train.attention, train.fused_kernels) ---------------------------------------------------------------

@@ -64,6 +64,8 @@ class Task(Protocol):
 
     def metrics(self, outputs: dict[str, list]) -> dict[str, float]: ...
 
+    def metric_names(self) -> tuple[str, ...]: ...
+
 
 def draw_examples(cfg: RunConfig, task, train_limit: int | None) -> tuple[list, list, str]:
     """(train, validation, validation source) examples of a fine-tuning run, the one draw `plm finetune` and the
@@ -72,12 +74,12 @@ def draw_examples(cfg: RunConfig, task, train_limit: int | None) -> tuple[list, 
     examples drawn with run.seed. Sets task.labels from the whole training file first (a sample may miss a rare
     label), which refuses data with nothing to learn."""
     train_raw = task.read(cfg.task.train)
+    task.labels = task.labels_from(train_raw, cfg.task.train)
     if cfg.task.validation:
         valid_raw, source = task.read(cfg.task.validation), cfg.task.validation
     else:
         valid_raw, source = train_raw[::10], f"{cfg.task.train} (every 10th example)"
         train_raw = [e for i, e in enumerate(train_raw) if i % 10]
-    task.labels = task.labels_from(train_raw, cfg.task.train)
     if train_limit is not None and train_limit < len(train_raw):
         picked = sorted(random.Random(cfg.run.seed).sample(range(len(train_raw)), train_limit))
         train_raw = [train_raw[i] for i in picked]

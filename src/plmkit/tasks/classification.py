@@ -138,6 +138,10 @@ class Classification:
         scores = classification_metrics(outputs["prediction"], outputs["reference"], self.labels)
         return {"accuracy": scores["accuracy"], "macro_f1": scores["macro_f1"]}
 
+    def metric_names(self) -> tuple[str, ...]:
+        """What `metrics` reports (eval.select_best_by may name any of these, or loss)."""
+        return ("accuracy", "macro_f1")
+
     def decode(self, outputs: dict[str, list]) -> list[dict]:
         return [{"label": self.labels[p], "score": round(max(probs), 6)}
                 for p, probs in zip(outputs["prediction"], outputs["probabilities"])]
@@ -169,7 +173,11 @@ class MultiLabelClassification:
                                   group_column=self.cfg.group_column, require_labels=require_labels)
 
     def labels_from(self, examples: list, source: str = "the training data") -> list[str]:
-        return label_list(examples)  # one label is a detector: each example has it or not
+        labels = label_list(examples)  # one label is a detector: each example has it or not
+        if not labels:
+            raise DataError(f"{source}: no example has any label, so there is nothing to learn (check "
+                            "task.label_column, or the file)")
+        return labels
 
     def model_kwargs(self) -> dict:
         return label_kwargs(self.labels, problem_type="multi_label_classification")
@@ -208,8 +216,11 @@ class MultiLabelClassification:
         if self.tune:
             self.threshold = tune_threshold(probs, refs, groups=groups)
         scores = multilabel_metrics(probs, refs, threshold=self.threshold, groups=groups)
-        keep = ("micro_f1", "macro_f1", "threshold", "grouped_micro_f1")
-        return {k: scores[k] for k in keep if k in scores}
+        return {k: scores[k] for k in self.metric_names() if k in scores}
+
+    def metric_names(self) -> tuple[str, ...]:
+        """What `metrics` reports (grouped_micro_f1 where task.group_column groups the rows)."""
+        return ("micro_f1", "macro_f1", "threshold") + (("grouped_micro_f1",) if self.cfg.group_column else ())
 
     def decode(self, outputs: dict[str, list]) -> list[dict]:
         return [{"labels": [self.labels[i] for i, p in enumerate(probs) if p >= self.threshold],

@@ -221,13 +221,13 @@ def _labels(where: str, value: object, column: str, multilabel: bool) -> list[st
     """The labels of one row; [] for an empty value (the caller decides whether that is allowed)."""
     if not multilabel:
         if isinstance(value, bool) or not isinstance(value, (str, int)):
-            hint = "; set task.multilabel=true if rows have several labels" if isinstance(value, list) else ""
+            hint = "; pass --task multilabel if rows have several labels" if isinstance(value, list) else ""
             raise DataError(f"{where}: expected one label (a string or an integer) in {column!r}, "
                             f"got {_kind(value)}{hint}")
         label = str(value).strip()
         if "," in label and _decode_hoc(label.split(",")) is not None:
             raise DataError(f"{where}: {column!r} holds a HoC-style label list ({label[:30]}...); "
-                            "set task.multilabel=true")
+                            "pass --task multilabel (task.name: multilabel)")
         return [label] if label else []
     if isinstance(value, list):
         items = [_label_item(where, item, column) for item in value]

@@ -121,5 +121,10 @@ class NamedEntities:
             flat[f"{entity}_f1"] = values["f1"]
         return flat
 
+    def metric_names(self) -> tuple[str, ...]:
+        """What `metrics` reports: entity-level scores, and F1 per entity type (PER_f1, ...)."""
+        types = sorted({tag[2:] for tag in self.labels if tag[:2] in ("B-", "I-")})
+        return ("f1", "precision", "recall", *(f"{t}_f1" for t in types))
+
     def decode(self, outputs: dict[str, list]) -> list[dict]:
         return [{"tags": tags} for tags in outputs["prediction"]]

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from accelerate import Accelerator
 
+from plmkit.errors import PlmError
 from plmkit.objectives.base import WRAPPED_PREFIX
 
 STATE_FILE = "trainer_state.json"
@@ -105,13 +106,31 @@ def load(accelerator: Accelerator, checkpoint: Path, model_keys: set[str] | None
     loss is now) load through a temporary copy of the folder with its weights renamed: hard links for the other
     files, removed once loaded; the checkpoint itself stays as it is."""
     checkpoint = Path(checkpoint)
-    renamed = _with_module_prefix(checkpoint, model_keys, accelerator.process_index)
     try:
-        accelerator.load_state(str(renamed or checkpoint))
-    finally:
-        if renamed is not None:
-            shutil.rmtree(renamed, ignore_errors=True)
-    return json.loads((checkpoint / STATE_FILE).read_text())
+        state = json.loads((checkpoint / STATE_FILE).read_text())
+        # accelerate's load_state logs a random-state file it cannot read at INFO level and goes on, which would
+        # make the resumed run silently draw other masks and dropout than an unbroken one: read it here first.
+        from accelerate.utils import load as load_object
+
+        load_object(checkpoint / f"random_states_{accelerator.process_index}.pkl")
+        renamed = _with_module_prefix(checkpoint, model_keys, accelerator.process_index)
+        try:
+            accelerator.load_state(str(renamed or checkpoint))
+        finally:
+            if renamed is not None:
+                shutil.rmtree(renamed, ignore_errors=True)
+    except Exception as e:  # any failure to read a checkpoint is reported the same way
+        raise CheckpointError(checkpoint, e) from e
+    return state
+
+
+class CheckpointError(PlmError):
+    """A checkpoint folder that cannot be loaded (a damaged or missing file)."""
+
+    def __init__(self, checkpoint: Path, cause: BaseException):
+        self.checkpoint = checkpoint
+        reason = (str(cause).splitlines() or [""])[0]
+        super().__init__(f"{checkpoint} cannot be loaded ({type(cause).__name__}: {reason})")
 
 
 def _with_module_prefix(checkpoint: Path, model_keys: set[str] | None, process: int) -> Path | None:

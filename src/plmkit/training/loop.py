@@ -73,6 +73,8 @@ class FitResult:
     """Last training loss, initial and final eval loss / perplexity, wall time."""
     model: torch.nn.Module | None = None
     """The prepared training module (objective.wrap, then DDP/FSDP), for `accelerator.get_state_dict` at export."""
+    done_before: bool = False
+    """A resumed run whose checkpoint had already reached max_steps: nothing was trained (metrics is empty)."""
 
 
 class Positions(Dataset):
@@ -228,11 +230,15 @@ def fit(cfg: RunConfig, model: torch.nn.Module, objective: Objective, train_set:
 
     state = {"step": 0, "micro_step": 0, "tokens_seen": 0, "initial_eval_loss": None, "best_step": None,
              "best_scores": {}, "evals_without_improvement": 0}
-    found = checkpoint.latest(run_dir) if resume else None
+    found = _load_newest(acc, model, run_dir) if resume else None
     if found is not None:
-        state = checkpoint.load(acc, found, set(acc.unwrap_model(model).state_dict()))
+        found, state = found
         scheduler.load_state_dict(state.pop("scheduler"))
         stderr.print(f"resuming from {found} (step {state['step']})")
+        if state["step"] >= max_steps:
+            stderr.print(f"{found} has reached the run's {max_steps} steps: nothing to train (raise train.max_steps "
+                         "or train.epochs to train on)")
+            return FitResult(steps=state["step"], tokens_seen=state["tokens_seen"], model=model, done_before=True)
     log = MetricsLog(run_dir / "metrics.jsonl", state["step"] if found else None, enabled=acc.is_main_process)
     if acc.log_with:
         acc.init_trackers("tensorboard")  # event files in run_dir/tensorboard/
@@ -268,6 +274,10 @@ def fit(cfg: RunConfig, model: torch.nn.Module, objective: Objective, train_set:
                     outputs.setdefault(key, []).extend(values)
         total = acc.reduce(total, reduction="sum")
         model.train()
+        if total[1] == 0:  # a loss over no targets would read as 0 (perplexity 1)
+            raise TrainingError(f"the {len(eval_set)} evaluation examples hold no token to predict: every token is "
+                                "special or unknown; check that the tokenizer fits the text (data_report.json: "
+                                "train_unknown_tokens) or evaluate on more blocks (train.eval_blocks)")
         loss = (total[0] / total[1].clamp(min=1)).item()
         scores = {"eval_loss": loss, **{f"eval_{k}": v for k, v in extra.means().items()}}
         if task_metrics is not None:
@@ -279,7 +289,7 @@ def fit(cfg: RunConfig, model: torch.nn.Module, objective: Objective, train_set:
         return scores
 
     best_key = _metric_key(cfg.eval.select_best_by)
-    if state["initial_eval_loss"] is None and cfg.eval.at_start:
+    if state["initial_eval_loss"] is None and cfg.eval.at_start and len(eval_set):
         scores = evaluate()
         state["initial_eval_loss"] = scores["eval_loss"]
         if show_progress and acc.is_main_process:
@@ -349,8 +359,8 @@ def fit(cfg: RunConfig, model: torch.nn.Module, objective: Objective, train_set:
                                      torch.where(newly_bad, loss_sum, first_bad[1])])
 
             step, last = state["step"], state["step"] == max_steps
-            evaluate_now = (last or (tc.eval_every > 0 and step % tc.eval_every == 0)
-                            or (cfg.eval.per_epoch and step % steps_per_epoch == 0))
+            evaluate_now = len(eval_set) > 0 and (last or (tc.eval_every > 0 and step % tc.eval_every == 0)
+                                                  or (cfg.eval.per_epoch and step % steps_per_epoch == 0))
             log_now = evaluate_now or step % tc.log_every == 0
             if log_now or step % tc.save_every == 0:  # a row or a checkpoint is due: read the loss
                 loss = float(acc.reduce(loss_sum, reduction="sum")) / max(all_targets, 1)
@@ -414,6 +424,30 @@ def fit(cfg: RunConfig, model: torch.nn.Module, objective: Objective, train_set:
     if best_key is not None and state["best_step"] is not None:
         metrics.update({"best_step": state["best_step"], **{f"best_{k}": v for k, v in state["best_scores"].items()}})
     return FitResult(steps=state["step"], tokens_seen=state["tokens_seen"], metrics=metrics, model=model)
+
+
+def _load_newest(acc: Accelerator, model, run_dir: Path) -> tuple[Path, dict] | None:
+    """(checkpoint, trainer state) of the newest checkpoint that loads, or None where there is none. A damaged one
+    (a disk fault or a hand edit: a kill cannot leave one) is passed over for the one before it, with a warning;
+    when none loads, the newest one's error is raised."""
+    candidates = checkpoint.checkpoint_dirs(run_dir)[::-1]
+    keys = set(acc.unwrap_model(model).state_dict())
+    first_error = None
+    for found in candidates:
+        try:
+            state = checkpoint.load(acc, found, keys)
+        except checkpoint.CheckpointError as e:
+            first_error = first_error or e
+            stderr.print(f"[yellow]warning: {e}; trying the checkpoint before it")
+            continue
+        if first_error is not None:
+            stderr.print(f"[yellow]warning: resuming from {found.name}, not from the newest checkpoint "
+                         f"({first_error.checkpoint.name})")
+        return found, state
+    if first_error is not None:
+        raise TrainingError(f"{first_error}, and no checkpoint before it loads either: start the run again "
+                            "(--overwrite)") from first_error
+    return None
 
 
 def peak_memory_gb(device: torch.device) -> float:

@@ -115,7 +115,7 @@ def test_hoc_labels_and_groups(tmp_path):
 
 def test_hoc_labels_without_multilabel_say_what_to_set(tmp_path):
     f = write(tmp_path, "hoc.tsv", "labels\tsentence\n0_0,1_1\tx\n")
-    with pytest.raises(DataError, match=at(f, 2) + r" .*set task\.multilabel=true"):
+    with pytest.raises(DataError, match=at(f, 2) + r" .*pass --task multilabel"):
         read_text_examples(f)
 
 
@@ -186,7 +186,7 @@ def test_bad_values(tmp_path):
     with pytest.raises(DataError, match=at(g, 2) + r" empty label in 'label'.*require_labels=False"):
         read_text_examples(g)
     j = write(tmp_path, "d.jsonl", '{"text": "x", "label": ["a", "b"]}\n{"text": 3, "label": "a"}\n')
-    with pytest.raises(DataError, match=at(j, 1) + r" expected one label .*got a list; set task\.multilabel=true"):
+    with pytest.raises(DataError, match=at(j, 1) + r" expected one label .*got a list; pass --task multilabel"):
         read_text_examples(j)
     with pytest.raises(DataError, match=at(j, 2) + r" 'text' holds a number, not a string"):
         read_text_examples(j, multilabel=True)

@@ -75,7 +75,7 @@ def _vocab(tmp):
 
 def _existing_run(tmp):
     (tmp / "run").mkdir()
-    (tmp / "run" / "metrics.jsonl").write_text("")
+    (tmp / "run" / "metrics.jsonl").write_text('{"step": 1}\n')
     return MLM, [], PlmError, r"already holds a run \(metrics\.jsonl\).*--resume.*--overwrite"
 
 

@@ -1,0 +1,122 @@
+"""What a resumed run checks before it trains: its config against the run's config.yaml, a run already at its
+steps, a damaged newest checkpoint; and which tokenizer a run folder's tokenizer/ may lend a later run."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from plmkit.api import pretrain, train_tokenizer_for
+from plmkit.errors import ConfigError, DataError, TrainingError
+
+COMMON = ["train.lr_schedule=constant", "train.save_every=3", "train.eval_every=0"]
+
+
+def _squash(text: str) -> str:
+    return "".join(text.split())
+
+
+def _run(debug_cfg, out, *sets, resume=False, objective="mlm"):
+    return pretrain(debug_cfg(objective, out, *COMMON, *sets), resume=resume, show_progress=False)
+
+
+@pytest.fixture(scope="module")
+def six_steps(tmp_path_factory, debug_cfg):
+    """A finished 6-step run (checkpoints at steps 3 and 6), copied by each test that changes it."""
+    out = tmp_path_factory.mktemp("six") / "run"
+    _run(debug_cfg, out, "train.max_steps=6")
+    return out
+
+
+@pytest.fixture
+def run_copy(six_steps, tmp_path):
+    out = tmp_path / "run"
+    shutil.copytree(six_steps, out)
+    config = (out / "config.yaml").read_text().replace(str(six_steps), str(out))
+    (out / "config.yaml").write_text(config)
+    return out
+
+
+def test_a_changed_setting_that_decides_what_is_trained_is_refused_and_nothing_written(run_copy, debug_cfg):
+    before = (run_copy / "config.yaml").read_text()
+    with pytest.raises(ConfigError, match=r"--resume: .* cannot go on with other run\.seed, model\.hidden_size "
+                                          r"\(run\.seed: 13 in its config\.yaml, 99 now; model\.hidden_size: 32"):
+        _run(debug_cfg, run_copy, "train.max_steps=8", "model.hidden_size=64", "run.seed=99", resume=True)
+    assert (run_copy / "config.yaml").read_text() == before
+
+
+def test_a_changed_step_count_and_rate_are_listed_and_the_run_goes_on(run_copy, debug_cfg, capsys):
+    result = _run(debug_cfg, run_copy, "train.max_steps=8", "train.lr=1e-4", resume=True)
+    assert result.metrics["steps"] == 8
+    assert _squash("resuming with changed settings: train.max_steps 6 -> 8, train.lr 0.002 -> 0.0001") in _squash(
+        capsys.readouterr().err)
+
+
+def test_a_run_at_its_steps_is_left_as_it_is(run_copy, debug_cfg, capsys):
+    results = (run_copy / "results.json").read_text()
+    card = (run_copy / "final" / "README.md").read_text()
+    weights = (run_copy / "final" / "model.safetensors").stat().st_mtime_ns
+    result = _run(debug_cfg, run_copy, "train.max_steps=6", resume=True)
+    assert "nothing to train" in capsys.readouterr().err
+    assert result.metrics == json.loads(results)
+    assert (run_copy / "results.json").read_text() == results
+    assert (run_copy / "final" / "README.md").read_text() == card
+    assert (run_copy / "final" / "model.safetensors").stat().st_mtime_ns == weights
+
+
+@pytest.mark.parametrize("damage", ["random_states_0.pkl", "model.safetensors", "trainer_state.json"])
+def test_a_damaged_newest_checkpoint_gives_way_to_the_one_before(damage, run_copy, six_steps, debug_cfg, metrics,
+                                                                 capsys):
+    """Truncated random states are the case accelerate itself lets pass (it logs them at INFO level and goes on):
+    the run would resume with other draws. Resuming from step 3 instead repeats the unbroken run's losses."""
+    newest = run_copy / "checkpoints" / "step-000006"
+    path = newest / damage
+    path.write_bytes(path.read_bytes()[:100])
+    _run(debug_cfg, run_copy, "train.max_steps=6", resume=True)
+    err = _squash(capsys.readouterr().err)  # rich wraps long lines, paths too
+    assert _squash(f"{newest} cannot be loaded") in err and _squash("resuming from step-000003") in err
+    assert [r["loss"] for r in metrics(run_copy)] == [r["loss"] for r in metrics(six_steps)]
+
+
+def test_no_loadable_checkpoint_is_one_error(run_copy, debug_cfg):
+    for folder in (run_copy / "checkpoints").glob("step-*"):
+        (folder / "optimizer.bin").unlink()
+    with pytest.raises(TrainingError, match=r"step-000006 cannot be loaded \(FileNotFoundError.*no checkpoint "
+                                            r"before it loads either.*--overwrite"):
+        _run(debug_cfg, run_copy, "train.max_steps=6", resume=True)
+
+
+def test_a_tokenizer_left_from_other_settings_is_not_used(tmp_path, debug_cfg):
+    out = tmp_path / "run"
+    train_tokenizer_for(debug_cfg("mlm", out, "tokenizer.train.vocab_size=280"), show_progress=False)
+    _run(debug_cfg, out, "train.max_steps=1")
+    assert json.loads((out / "final" / "config.json").read_text())["vocab_size"] == 300
+    assert len(json.loads((out / "final" / "tokenizer.json").read_text())["model"]["vocab"]) == 300
+
+
+def test_a_tokenizer_left_from_the_same_settings_is_used(tmp_path, debug_cfg, capsys):
+    out = tmp_path / "run"
+    train_tokenizer_for(debug_cfg("mlm", out), show_progress=False)
+    capsys.readouterr()
+    _run(debug_cfg, out, "train.max_steps=1")
+    assert "not made from this config" not in capsys.readouterr().err
+
+
+def test_a_tokenizer_that_leaves_most_of_the_text_unknown_is_refused(tmp_path, debug_cfg):
+    english = tmp_path / "en"
+    train_tokenizer_for(debug_cfg("mlm", english), show_progress=False)
+    chinese = json.dumps([str(Path(__file__).parents[2] / "fixtures" / "tiny_zh.txt")])
+    cfg = debug_cfg("mlm", tmp_path / "zh", f"tokenizer.pretrained={english / 'tokenizer'}", f"data.paths={chinese}")
+    with pytest.raises(DataError, match=r"\d+% of the training tokens are the unknown token '\[UNK\]'.*does not "
+                                        r"cover this text"):
+        pretrain(cfg, show_progress=False)
+
+
+def test_no_validation_fraction_trains_on_everything_and_evaluates_nothing(tmp_path, debug_cfg, metrics):
+    result = _run(debug_cfg, tmp_path / "run", "train.max_steps=3", "data.validation_fraction=0")
+    assert result.metrics["steps"] == 3 and "eval_loss" not in result.metrics
+    assert not any("eval_loss" in row for row in metrics(tmp_path / "run"))
+    assert json.loads((tmp_path / "run" / "data_report.json").read_text())["validation_documents"] == 0
