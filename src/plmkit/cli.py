@@ -28,6 +28,17 @@ app.add_typer(embeddings_app, name="embeddings")
 ConfigArg = Annotated[Path, typer.Argument(help="A run config YAML (see configs/).")]
 SetOpt = Annotated[list[str] | None, typer.Option("--set", help="Override a key: --set train.lr=1e-3 (repeatable).")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
+
+
+def _progress(quiet: bool) -> bool:
+    """show_progress for a command's --quiet; quiet also turns off the bars transformers draws (loading weights)."""
+    if quiet:
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()
+    return not quiet
+
+
 # The shortcut flags of the fine-tuning commands (finetune, tune, compare); finetune_config maps them onto keys.
 FinetuneConfigArg = Annotated[Path | None, typer.Argument(help="A fine-tuning config YAML (optional).")]
 ModelOpt = Annotated[str | None, typer.Option(help="Pre-trained model folder or hub id (init.from).")]
@@ -63,7 +74,7 @@ def quickstart(
     """Train a tokenizer and a small BERT on text every Python install has, offline, in a few minutes on a CPU."""
     from plmkit.quickstart import run_quickstart
 
-    emit(run_quickstart(out, data=data, max_steps=max_steps, finetune=finetune, show_progress=not quiet))
+    emit(run_quickstart(out, data=data, max_steps=max_steps, finetune=finetune, show_progress=_progress(quiet)))
 
 
 @app.command()
@@ -74,7 +85,7 @@ def pretrain(config: ConfigArg, set_: SetOpt = None,
     """Pre-train a model (masked or causal LM) from a config; the model lands in run.output_dir/final/."""
     from plmkit import api, load_config
 
-    result = api.pretrain(load_config(config, set_), resume=resume, overwrite=overwrite, show_progress=not quiet)
+    result = api.pretrain(load_config(config, set_), resume=resume, overwrite=overwrite, show_progress=_progress(quiet))
     emit({"output_dir": str(result.output_dir), **result.metrics})
 
 
@@ -101,7 +112,7 @@ def finetune(
 
     cfg = finetune_config(config, set_, model=model, task=task, train=train, validation=validation, out=out,
                           epochs=epochs, lora=lora)
-    result = api.finetune(cfg, scratch=scratch, resume=resume, overwrite=overwrite, show_progress=not quiet)
+    result = api.finetune(cfg, scratch=scratch, resume=resume, overwrite=overwrite, show_progress=_progress(quiet))
     emit({"output_dir": str(result.output_dir), **result.metrics})
 
 
@@ -151,7 +162,7 @@ def tune(
     cfg = finetune_config(config, set_, model=model, task=task, train=train, validation=validation, epochs=epochs,
                           lora=lora)
     emit(search(cfg, trials=trials, out=out, space=param or [], timeout=timeout, overwrite=overwrite,
-                keep_all=keep_all, show_progress=not quiet))
+                keep_all=keep_all, show_progress=_progress(quiet)))
 
 
 @app.command()
@@ -181,7 +192,7 @@ def compare(
                           epochs=epochs)
     emit(run_compare(cfg, sizes=_numbers(sizes, "--sizes"), min_steps=min_steps, out=out, overwrite=overwrite,
                      seeds=int(seeds) if seeds.strip().isdigit() else _numbers(seeds, "--seeds"),
-                     keep_models=keep_models, show_progress=not quiet, static_vectors=static_vectors))
+                     keep_models=keep_models, show_progress=_progress(quiet), static_vectors=static_vectors))
 
 
 def _numbers(text: str, flag: str) -> list[int]:
@@ -199,7 +210,7 @@ def evaluate(model_dir: Annotated[Path, typer.Argument(help="A fine-tuned model 
     """Score a fine-tuned model on a labeled file; metrics go to RUN/eval/ and stdout (one JSON line)."""
     from plmkit import api
 
-    result = api.evaluate(model_dir, task, data, overrides=set_, show_progress=not quiet)
+    result = api.evaluate(model_dir, task, data, overrides=set_, show_progress=_progress(quiet))
     emit({k: v for k, v in result.items() if k != "confusion_matrix"})
 
 
@@ -212,7 +223,7 @@ def predict(model_dir: Annotated[Path, typer.Argument(help="A fine-tuned model f
     """Predict labels for every example of a file, one JSON object per line."""
     from plmkit import api
 
-    emit(api.predict(model_dir, task, data, output, overrides=set_, show_progress=not quiet))
+    emit(api.predict(model_dir, task, data, output, overrides=set_, show_progress=_progress(quiet)))
 
 
 @app.command()
@@ -264,7 +275,7 @@ def tokenizer_train(config: ConfigArg, set_: SetOpt = None, quiet: QuietOpt = Fa
     from plmkit import api, load_config
 
     cfg = load_config(config, set_)
-    tokenizer = api.train_tokenizer_for(cfg, show_progress=not quiet)
+    tokenizer = api.train_tokenizer_for(cfg, show_progress=_progress(quiet))
     emit({"tokenizer_dir": str(Path(cfg.run.output_dir) / "tokenizer"), "vocab_size": len(tokenizer)})
 
 
@@ -273,7 +284,7 @@ def data_prepare(config: ConfigArg, set_: SetOpt = None, quiet: QuietOpt = False
     """Tokenize the corpus once into cached, memory-mapped shards (a second run reuses them)."""
     from plmkit import api, load_config
 
-    data = api.prepare_data(load_config(config, set_), show_progress=not quiet)
+    data = api.prepare_data(load_config(config, set_), show_progress=_progress(quiet))
     emit({"shards": str(data.path), **data.report.to_dict()})
 
 
@@ -360,7 +371,7 @@ def embeddings_train(
 
     shortcuts = {"embeddings.method": method, "run.output_dir": out}
     cfg = load_embeddings_config(config, [f"{k}={v}" for k, v in shortcuts.items() if v is not None] + (set_ or []))
-    result = api.train_embeddings(cfg, overwrite=overwrite, show_progress=not quiet)
+    result = api.train_embeddings(cfg, overwrite=overwrite, show_progress=_progress(quiet))
     emit({k: v for k, v in result.metrics.items() if k != "corpus"})
 
 

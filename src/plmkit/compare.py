@@ -89,9 +89,10 @@ def compare(cfg: RunConfig, *, sizes: Sequence[int] = DEFAULT_SIZES, seeds: int 
         raise PlmError(f"sizes must be counts of labeled examples >= 1; got {list(sizes)}")
     if min_steps < 0:
         raise PlmError(f"min_steps must be >= 0; got {min_steps}")
+    given = seeds
     seeds = [cfg.run.seed + i for i in range(seeds)] if isinstance(seeds, int) else [int(s) for s in seeds]
     if not seeds or len(set(seeds)) < len(seeds):
-        raise PlmError(f"seeds must be a count >= 1 or distinct numbers; got {seeds}")
+        raise PlmError(f"seeds must be a count >= 1 or distinct numbers; got {given}")
     from plmkit.api import check_finetune_config
 
     check_finetune_config(cfg)
