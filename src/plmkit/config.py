@@ -400,8 +400,8 @@ def _fit_shapes(base: DictConfig, tree: dict) -> dict:
     out = {}
     for key, value in tree.items():
         node = base.get(key, None) if isinstance(base, DictConfig) else None
-        if isinstance(node, DictConfig) and value is None:
-            continue
+        if isinstance(node, DictConfig) and value is None and not base._get_node(key)._is_optional():
+            continue  # a section (train:); an optional mapping (tokenizer.special_tokens) may still be unset
         if isinstance(node, ListConfig) and isinstance(value, str):
             value = [value]
         elif isinstance(node, DictConfig) and isinstance(value, dict):

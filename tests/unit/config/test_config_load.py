@@ -336,6 +336,12 @@ def test_a_section_with_every_key_commented_out_takes_the_defaults(tmp_path):
     assert cfg.train.max_steps == load_config().train.max_steps and cfg.run.seed == 3
 
 
+def test_an_optional_mapping_can_still_be_unset(tmp_path):
+    path = _yaml(tmp_path, "tokenizer:\n  special_tokens: {pad: '[PAD]'}\n")
+    assert load_config(path).tokenizer.special_tokens == {"pad": "[PAD]"}
+    assert load_config(path, ["tokenizer.special_tokens=null"]).tokenizer.special_tokens is None
+
+
 def test_one_string_where_a_list_belongs_is_a_list_of_it(tmp_path):
     assert load_config(None, ["data.paths=corpus.txt"]).data.paths == ["corpus.txt"]
     assert load_config(_yaml(tmp_path, "data: {paths: a.txt}\n")).data.paths == ["a.txt"]
