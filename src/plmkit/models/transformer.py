@@ -139,13 +139,30 @@ def build_task_model(name_or_path: str, kind: str, label_kwargs: dict, *, scratc
         raise CompatibilityError(f"init.from: could not load {name_or_path} for {kind}: "
                                  f"{str(e).splitlines()[0]}") from None
     if heads and not same_head:  # a fine-tuned model: its head knows other labels (or another task)
-        for name, child in model.named_children():
-            if name != model.base_model_prefix:
-                child.apply(model._init_weights)
+        _new_head(model)
         Console(stderr=True).print(
             f"[yellow]init.from: {name_or_path} was fine-tuned ({heads[0]}, labels {list(old.id2label.values())}); "
             "its head is replaced by a new, randomly initialised one for this task's labels")
     return model
+
+
+def _new_head(model: PreTrainedModel) -> None:
+    """Draw the weights of everything outside the encoder (the task head) afresh, as transformers initialises a
+    new head: linear weights from N(0, initializer_range), biases 0, norms 1 and 0. (model._init_weights would
+    leave them: transformers 5 skips parameters it has marked as loaded.)"""
+    std = getattr(model.config, "initializer_range", 0.02)
+    with torch.no_grad():
+        for name, child in model.named_children():
+            if name == model.base_model_prefix:
+                continue
+            for module in child.modules():
+                if isinstance(module, torch.nn.Linear):
+                    module.weight.normal_(0.0, std)
+                    if module.bias is not None:
+                        module.bias.zero_()
+                elif isinstance(module, torch.nn.LayerNorm):
+                    module.weight.fill_(1.0)
+                    module.bias.zero_()
 
 
 # --- fast paths (train.attention, train.fused_kernels) ---------------------------------------------------------------

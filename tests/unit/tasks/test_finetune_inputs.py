@@ -138,3 +138,27 @@ def test_lora_layers_the_model_lacks_are_named_with_those_it_has(finetune_cfg, t
 def test_lora_rank_must_be_positive():
     with pytest.raises(ConfigError, match=r"adapter.r must be > 0"):
         finetune_config(None, ["adapter.r=0"])
+
+
+def test_a_head_for_other_labels_is_drawn_afresh_and_the_same_labels_keep_theirs(tmp_path):
+    """Same task and labels: fine-tuning goes on with the saved head. Other labels of the same count: the head is
+    drawn again (transformers would load the old one, sizes matching), the encoder is kept."""
+    import torch
+    import transformers
+
+    from plmkit.models.transformer import build_task_model
+    from plmkit.tasks.base import label_kwargs
+
+    ab = label_kwargs(["a", "b"], problem_type="single_label_classification")
+    config = transformers.BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                                     intermediate_size=64, **ab)
+    saved = transformers.BertForSequenceClassification(config)
+    with torch.no_grad():
+        saved.classifier.weight.fill_(7.0)
+    saved.save_pretrained(tmp_path)
+    same = build_task_model(str(tmp_path), "sequence_classification", ab)
+    other = build_task_model(str(tmp_path), "sequence_classification",
+                             label_kwargs(["c", "d"], problem_type="single_label_classification"))
+    assert (same.classifier.weight == 7).all()
+    assert (other.classifier.weight != 7).all() and other.classifier.weight.std() < 0.1
+    assert torch.equal(other.bert.embeddings.word_embeddings.weight, saved.bert.embeddings.word_embeddings.weight)
