@@ -8,6 +8,7 @@ from plmkit.cli import _progress
 
 
 def test_quiet_turns_off_transformers_progress_bars():
+    transformers_logging.enable_progress_bar()  # an in-process CLI test with -q may have turned them off
     try:
         assert _progress(False) is True and transformers_logging.is_progress_bar_enabled()
         assert _progress(True) is False and not transformers_logging.is_progress_bar_enabled()
