@@ -32,6 +32,16 @@ def _one_thread():
     torch.set_num_threads(threads)
 
 
+def _squash(text: str) -> str:
+    return "".join(text.split())
+
+
+@pytest.fixture
+def squash():
+    """Text without whitespace, to find a message in stderr that rich wrapped (it breaks long paths mid-word)."""
+    return _squash
+
+
 @pytest.fixture
 def tiny_corpus() -> Path:
     """About 13 KB of English prose (standard-library docstrings), paragraphs separated by blank lines."""

@@ -20,12 +20,13 @@ from torch.utils.data import Subset
 from plmkit.config import RunConfig, save_config
 from plmkit.data import load_corpus, prepare_shards
 from plmkit.data.pack import KEYED_SETTINGS, input_fingerprint
-from plmkit.errors import CompatibilityError, ConfigError, PlmError
+from plmkit.errors import ConfigError, PlmError
 from plmkit.models import ARCHS, build_model, build_task_model, load_pretrained_model
 from plmkit.objectives import build_objective, objectives
 from plmkit.objectives.base import WRAPPED_PREFIX
 from plmkit.tokenization import check_compatibility, load_tokenizer, train_tokenizer
-from plmkit.tokenization.compat import max_positions
+from plmkit.tokenization.compat import check_block_size, max_positions, position_limit
+from plmkit.tokenization.special import check_roles, default_special_tokens
 from plmkit.training import fit
 from plmkit.training.logging import stderr
 from plmkit.training.loop import build_accelerator
@@ -206,11 +207,14 @@ def check_pretrain_config(cfg: RunConfig, kind: str) -> None:
         fits = [a for a, k in ARCHS.items() if k == kind]
         raise PlmError(f"objective {cfg.objective.name!r} trains a {kind} model but model.arch is "
                        f"{cfg.model.arch!r}; set model.arch to one of {', '.join(fits)}")
-    limit = cfg.model.max_position_embeddings  # RoBERTa accepts two fewer: check_compatibility sees to that
-    if cfg.model.arch != "t5" and cfg.data.block_size > limit:
-        raise CompatibilityError(f"data.block_size ({cfg.data.block_size}) exceeds the {limit} positions the model "
-                                 f"accepts; lower data.block_size to <= {limit} or raise "
-                                 f"model.max_position_embeddings to >= {cfg.data.block_size}")
+    if cfg.model.arch == "roberta" and cfg.tokenizer.pretrained is None:  # trained here: its pad id is known now
+        specials = check_roles(cfg.tokenizer.special_tokens if cfg.tokenizer.special_tokens is not None
+                               else default_special_tokens(cfg.model.arch))
+        pad_id = list(dict.fromkeys(specials.values())).index(specials["pad"]) if "pad" in specials else None
+    else:
+        pad_id = None  # RoBERTa loses one position at least; the loaded tokenizer's id is checked once it loads
+    table = cfg.model.max_position_embeddings
+    check_block_size(cfg.data.block_size, position_limit(cfg.model.arch, table, pad_id), table)
 
 
 def _finished_run(run_dir: Path, accelerator) -> RunResult:

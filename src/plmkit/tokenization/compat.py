@@ -27,18 +27,31 @@ def max_positions(model_config: PretrainedConfig) -> int:
         CompatibilityError: the config names no position limit.
     """
     model_type = getattr(model_config, "model_type", "")
-    if model_type == "gpt2":
-        return model_config.n_positions
-    if model_type in _RELATIVE:
-        return VERY_LARGE_INTEGER
-    limit = getattr(model_config, "max_position_embeddings", None)
-    if limit is None:
+    table = getattr(model_config, "n_positions", None) if model_type == "gpt2" else \
+        getattr(model_config, "max_position_embeddings", None)
+    if table is None and model_type not in _RELATIVE:
         raise CompatibilityError(f"cannot tell the longest sequence a {model_type or 'model'} config accepts (it has "
                                  "no max_position_embeddings); use a bert, roberta, gpt2, llama or t5 model")
+    return position_limit(model_type, table, model_config.pad_token_id)
+
+
+def position_limit(model_type: str, table_size: int | None, pad_token_id: int | None) -> int:
+    """The longest sequence a model of `model_type` with `table_size` position embeddings holds (see
+    `max_positions`); RoBERTa-style types lose `pad_token_id + 1` positions (1 at least when the id is not known)."""
+    if model_type in _RELATIVE:
+        return VERY_LARGE_INTEGER
     if model_type in _ROBERTA_LIKE:
-        pad = model_config.pad_token_id
-        return limit - (pad + 1 if pad is not None else 0)
-    return limit
+        return table_size - (pad_token_id + 1 if pad_token_id is not None else 1)
+    return table_size
+
+
+def check_block_size(block_size: int, limit: int, table_size: int | None) -> None:
+    """Raise when `block_size` exceeds `limit` (from `position_limit`, for a table of `table_size` positions),
+    saying which setting to change."""
+    if block_size > limit:
+        raise CompatibilityError(f"data.block_size ({block_size}) exceeds the {limit} positions the model accepts; "
+                                 f"lower data.block_size to <= {limit} or raise model.max_position_embeddings to >= "
+                                 f"{block_size + (table_size or limit) - limit}")
 
 
 def check_compatibility(tokenizer: PreTrainedTokenizerBase, model_config: PretrainedConfig, *, block_size: int,
@@ -79,13 +92,8 @@ def check_compatibility(tokenizer: PreTrainedTokenizerBase, model_config: Pretra
             raise CompatibilityError(f"the model config has {role}_token_id={config_id} but the tokenizer's {role} "
                                      f"token {getattr(tokenizer, f'{role}_token')!r} has id {tokenizer_id}; build the "
                                      "model config from this tokenizer, or use the tokenizer the model was trained with")
-    limit = max_positions(model_config)
-    if block_size > limit:
-        offset = _position_table_size(model_config) - limit  # RoBERTa: pad_token_id + 1 positions are never used
-        raise CompatibilityError(f"data.block_size ({block_size}) exceeds the {limit} positions the model accepts; "
-                                 f"lower data.block_size to <= {limit} or raise model.max_position_embeddings to >= "
-                                 f"{block_size + offset}")
+    check_block_size(block_size, max_positions(model_config), _position_table_size(model_config))
 
 
-def _position_table_size(model_config: PretrainedConfig) -> int:
-    return getattr(model_config, "n_positions", None) or model_config.max_position_embeddings
+def _position_table_size(model_config: PretrainedConfig) -> int | None:
+    return getattr(model_config, "n_positions", None) or getattr(model_config, "max_position_embeddings", None)

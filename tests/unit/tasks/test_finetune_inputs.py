@@ -14,18 +14,14 @@ from plmkit.cli import finetune_config
 from plmkit.errors import ConfigError, DataError
 
 
-def _squash(text: str) -> str:
-    return "".join(text.split())  # rich wraps long lines on stderr
-
-
-def test_inputs_longer_than_the_models_positions_are_cut(finetune_cfg, task_files, tmp_path, capsys):
+def test_inputs_longer_than_the_models_positions_are_cut(finetune_cfg, task_files, tmp_path, capsys, squash):
     train, dev = task_files("classification", tmp_path / "data")
     long_text = " ".join(["whitespace"] + ["lines"] * 300)  # ~300 tokens; the tiny model has 128 positions
     train.write_text(train.read_text(encoding="utf-8") + f"{long_text}\tyes\n", encoding="utf-8")
     result = api.finetune(finetune_cfg("classification", train, dev, tmp_path / "run", "task.max_length=512",
                                        "train.epochs=1"), show_progress=False)
     assert result.metrics["steps"] > 0
-    assert _squash("task.max_length 512 is more than the model's 128 positions") in _squash(capsys.readouterr().err)
+    assert squash("task.max_length 512 is more than the model's 128 positions") in squash(capsys.readouterr().err)
 
 
 def test_a_label_seen_only_in_the_held_out_tenth_is_still_a_label(finetune_cfg, tmp_path):

@@ -68,6 +68,13 @@ def _block_size(tmp):
             r"data\.block_size \(128\) exceeds the 64 positions.*model\.max_position_embeddings")
 
 
+def _block_size_roberta(tmp):
+    """RoBERTa numbers positions from pad id + 1: a trained tokenizer's pad id is 0, so 64 positions hold 63 tokens,
+    which the early check (before any tokenizer work) knows as the later one does."""
+    return (MLM, ["model.arch=roberta", "tokenizer.train.algorithm=bpe", "data.block_size=64"], CompatibilityError,
+            r"data\.block_size \(64\) exceeds the 63 positions.*<= 63.*max_position_embeddings to >= 65")
+
+
 def _vocab(tmp):
     pattern = r"300 tokens.*embeds only 100.*model\.vocab_size"
     return MLM, ["model.vocab_size=100"], CompatibilityError, pattern
@@ -90,6 +97,7 @@ CASES = {
     "jsonl-without-text-field": _jsonl_without_text,
     "unknown-config-key": _unknown_key,
     "block-size-above-positions": _block_size,
+    "block-size-above-roberta-positions": _block_size_roberta,
     "vocab-mismatch": _vocab,
     "existing-run-dir": _existing_run,
     "nan-loss": _nan_loss,

@@ -15,10 +15,6 @@ from plmkit.errors import ConfigError, DataError, TrainingError
 COMMON = ["train.lr_schedule=constant", "train.save_every=3", "train.eval_every=0"]
 
 
-def _squash(text: str) -> str:
-    return "".join(text.split())
-
-
 def _run(debug_cfg, out, *sets, resume=False, objective="mlm"):
     return pretrain(debug_cfg(objective, out, *COMMON, *sets), resume=resume, show_progress=False)
 
@@ -48,10 +44,10 @@ def test_a_changed_setting_that_decides_what_is_trained_is_refused_and_nothing_w
     assert (run_copy / "config.yaml").read_text() == before
 
 
-def test_a_changed_step_count_and_rate_are_listed_and_the_run_goes_on(run_copy, debug_cfg, capsys):
+def test_a_changed_step_count_and_rate_are_listed_and_the_run_goes_on(run_copy, debug_cfg, capsys, squash):
     result = _run(debug_cfg, run_copy, "train.max_steps=8", "train.lr=1e-4", resume=True)
     assert result.metrics["steps"] == 8
-    assert _squash("resuming with changed settings: train.max_steps 6 -> 8, train.lr 0.002 -> 0.0001") in _squash(
+    assert squash("resuming with changed settings: train.max_steps 6 -> 8, train.lr 0.002 -> 0.0001") in squash(
         capsys.readouterr().err)
 
 
@@ -69,15 +65,15 @@ def test_a_run_at_its_steps_is_left_as_it_is(run_copy, debug_cfg, capsys):
 
 @pytest.mark.parametrize("damage", ["random_states_0.pkl", "model.safetensors", "trainer_state.json"])
 def test_a_damaged_newest_checkpoint_gives_way_to_the_one_before(damage, run_copy, six_steps, debug_cfg, metrics,
-                                                                 capsys):
+                                                                 capsys, squash):
     """Truncated random states are the case accelerate itself lets pass (it logs them at INFO level and goes on):
     the run would resume with other draws. Resuming from step 3 instead repeats the unbroken run's losses."""
     newest = run_copy / "checkpoints" / "step-000006"
     path = newest / damage
     path.write_bytes(path.read_bytes()[:100])
     _run(debug_cfg, run_copy, "train.max_steps=6", resume=True)
-    err = _squash(capsys.readouterr().err)  # rich wraps long lines, paths too
-    assert _squash(f"{newest} cannot be loaded") in err and _squash("resuming from step-000003") in err
+    err = squash(capsys.readouterr().err)  # rich wraps long lines, paths too
+    assert squash(f"{newest} cannot be loaded") in err and squash("resuming from step-000003") in err
     assert [r["loss"] for r in metrics(run_copy)] == [r["loss"] for r in metrics(six_steps)]
 
 
