@@ -61,6 +61,7 @@ def train_tokenizer_for(cfg: RunConfig, *, show_progress: bool = True):
     WordPiece and Unigram are not reproducible run to run (huggingface/tokenizers#1794), and the cache makes two
     runs on the same data use the same vocabulary, so their losses compare."""
     out = Path(cfg.run.output_dir) / "tokenizer"
+    _refuse_foreign_tokenizer(out, "training a tokenizer would write over it")
     cached = Path(cfg.data.cache_dir).expanduser() / f"tokenizer-{_tokenizer_key(cfg)}"
     if not (cached / "tokenizer.json").is_file():
         corpus = load_corpus(cfg.data, cfg.run.seed)
@@ -91,6 +92,14 @@ def _made_from(folder: Path) -> str | None:
         return None
 
 
+def _refuse_foreign_tokenizer(folder: Path, why: str) -> None:
+    """Raise when `folder` (run_dir/tokenizer) holds files but no stamp: a tokenizer plmkit did not write (the
+    user's own, or one from a plmkit older than the stamp), which nothing may delete or write over."""
+    if folder.is_dir() and any(folder.iterdir()) and _made_from(folder) is None:
+        raise PlmError(f"{folder} holds a tokenizer plmkit did not write ({why}); move it out of run.output_dir "
+                       "(to train with it as it is, set tokenizer.pretrained to its new path)")
+
+
 def _tokenizer_key(cfg: RunConfig) -> str:
     parts = {"input": input_fingerprint(cfg.data), "seed": cfg.run.seed, "arch": cfg.model.arch,
              "data": {k: getattr(cfg.data, k) for k in KEYED_SETTINGS}, "tokenizer": asdict(cfg.tokenizer)}
@@ -113,6 +122,7 @@ def resolve_tokenizer(cfg: RunConfig, *, show_progress: bool = True, resume: boo
     if (saved / "tokenizer.json").is_file():
         if resume or _made_from(saved) == _tokenizer_key(cfg):
             return load_tokenizer(str(saved))
+        _refuse_foreign_tokenizer(saved, "training the configured tokenizer would write over it")
         stderr.print(f"{saved} was not made from this config's data and tokenizer settings: training the "
                      "configured tokenizer in its place (set tokenizer.pretrained to use a tokenizer as it is)")
     return train_tokenizer_for(cfg, show_progress=show_progress)
@@ -284,6 +294,7 @@ def _claim_run_dir(run_dir: Path, *, resume: bool, overwrite: bool) -> None:
         raise PlmError(f"{run_dir} already holds a run ({', '.join(existing)}); pass --resume to continue it, "
                        "--overwrite to start again, or set run.output_dir to another folder")
     if overwrite and not resume:
+        _refuse_foreign_tokenizer(run_dir / "tokenizer", "--overwrite would delete it")
         for path in (run_dir / name for name in WRITTEN):
             if path.is_dir():
                 shutil.rmtree(path)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from plmkit.api import pretrain, train_tokenizer_for
-from plmkit.errors import ConfigError, DataError, TrainingError
+from plmkit.errors import ConfigError, DataError, PlmError, TrainingError
 
 COMMON = ["train.lr_schedule=constant", "train.save_every=3", "train.eval_every=0"]
 
@@ -99,6 +99,23 @@ def test_a_tokenizer_left_from_the_same_settings_is_used(tmp_path, debug_cfg, ca
     capsys.readouterr()
     _run(debug_cfg, out, "train.max_steps=1")
     assert "not made from this config" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("how", ["run", "overwrite", "tokenizer-train"])
+def test_a_tokenizer_plmkit_did_not_write_is_never_deleted_or_written_over(how, tmp_path, debug_cfg):
+    """A user's own tokenizer/ in run.output_dir (no stamp): a run, --overwrite and `plm tokenizer train` all stop
+    before they touch it."""
+    out = tmp_path / "run"
+    train_tokenizer_for(debug_cfg("mlm", out), show_progress=False)
+    (out / "tokenizer" / "plmkit_made_from.json").unlink()
+    before = {p.name: p.read_bytes() for p in (out / "tokenizer").iterdir()}
+    pattern = r"run/tokenizer holds a tokenizer plmkit did not write.*move it out of run\.output_dir"
+    with pytest.raises(PlmError, match=pattern):
+        if how == "tokenizer-train":
+            train_tokenizer_for(debug_cfg("mlm", out, "tokenizer.train.vocab_size=280"), show_progress=False)
+        else:
+            pretrain(debug_cfg("mlm", out, "train.max_steps=1"), overwrite=how == "overwrite", show_progress=False)
+    assert {p.name: p.read_bytes() for p in (out / "tokenizer").iterdir()} == before
 
 
 def test_a_tokenizer_that_leaves_most_of_the_text_unknown_is_refused(tmp_path, debug_cfg):
