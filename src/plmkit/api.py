@@ -629,7 +629,8 @@ def _run_task(task, model, encoded: list[dict], batch_size: int = 64, show_progr
 def evaluate(model_dir: str | Path, task_name: str, data: str | Path, *, overrides: list[str] | None = None,
              show_progress: bool = True) -> dict:
     """`plm evaluate`: score a fine-tuned model on a labeled file; writes eval/<task>-<file>.json (and a
-    confusion-matrix PNG for classification) next to the model's final/ folder."""
+    confusion-matrix PNG for classification) next to the model's final/ folder. Another file of the same name
+    (a/dev.tsv, then b/dev.tsv) gets its own: eval/<task>-<file>-<hash of its path>.json."""
     task, model = _load_task_model(model_dir, task_name, overrides)
     encoded = task.encode(task.read(str(data)), source=str(data))
     outputs = _run_task(task, model, encoded, show_progress=show_progress)
@@ -637,8 +638,9 @@ def evaluate(model_dir: str | Path, task_name: str, data: str | Path, *, overrid
     model_dir = Path(model_dir)
     out = (model_dir.parent if model_dir.name == "final" else model_dir) / "eval"
     out.mkdir(parents=True, exist_ok=True)
-    name = f"{task_name}-{Path(data).stem}"
-    result = {"task": task_name, "data": str(data), "examples": len(encoded), **scores}
+    name = _eval_name(out, task_name, Path(data))
+    result = {"task": task_name, "data": str(data), "data_path": str(Path(data).resolve()),
+              "examples": len(encoded), **scores}
     if task_name == "classification":
         from plmkit.evaluation import confusion_matrix, plot_confusion_matrix
 
@@ -646,7 +648,21 @@ def evaluate(model_dir: str | Path, task_name: str, data: str | Path, *, overrid
         plot_confusion_matrix(matrix, task.labels, out / f"{name}-confusion.png", title=f"{task_name}: {data}")
         result["confusion_matrix"] = matrix.tolist()
     (out / f"{name}.json").write_text(json.dumps(result, indent=1))
+    stderr.print(f"metrics written to {out / f'{name}.json'}")
     return result
+
+
+def _eval_name(out: Path, task_name: str, data: Path) -> str:
+    """<task>-<file stem>, unless eval/ already holds that name for another file (its data_path differs): then
+    the name also carries a hash of this file's path, so that neither result overwrites the other."""
+    name, path = f"{task_name}-{data.stem}", str(data.resolve())
+    try:
+        earlier = json.loads((out / f"{name}.json").read_text()).get("data_path", path)
+    except (OSError, ValueError, AttributeError):
+        return name  # none yet, or not ours to keep
+    if earlier == path:
+        return name
+    return f"{name}-{hashlib.blake2b(path.encode(), digest_size=4).hexdigest()}"
 
 
 def predict(model_dir: str | Path, task_name: str, data: str | Path, output: str | Path, *,

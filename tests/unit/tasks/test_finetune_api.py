@@ -174,6 +174,21 @@ def test_evaluate_reproduces_the_best_validation_score(finetuned):
     assert len(matrix) == 2 and sum(map(sum, matrix)) == DEV
 
 
+def test_evaluate_keeps_the_results_of_two_files_of_the_same_name(finetuned, tmp_path):
+    run = finetuned("classification", *RUN["classification"])
+    other = tmp_path / "other" / run.dev.name
+    other.parent.mkdir()
+    lines = run.dev.read_text().splitlines()
+    other.write_text("\n".join(lines[:5]) + "\n")  # the header and 4 examples
+    first = api.evaluate(run.final, "classification", run.dev, show_progress=False)
+    second = api.evaluate(run.final, "classification", other, show_progress=False)
+    again = api.evaluate(run.final, "classification", run.dev, show_progress=False)
+    written = sorted((run.out / "eval").glob("classification-*.json"))
+    assert len(written) == 2 and (first["examples"], second["examples"]) == (DEV, 4)
+    by_path = {json.loads(p.read_text())["data_path"]: json.loads(p.read_text())["examples"] for p in written}
+    assert by_path == {str(run.dev.resolve()): DEV, str(other.resolve()): 4} and again == first
+
+
 def test_evaluate_ner_reproduces_the_best_f1(finetuned):
     run = finetuned("ner", *RUN["ner"])
     result = api.evaluate(run.final, "ner", run.dev, show_progress=False)
