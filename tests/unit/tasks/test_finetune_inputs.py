@@ -158,3 +158,11 @@ def test_a_head_for_other_labels_is_drawn_afresh_and_the_same_labels_keep_theirs
     assert (same.classifier.weight == 7).all()
     assert (other.classifier.weight != 7).all() and other.classifier.weight.std() < 0.1
     assert torch.equal(other.bert.embeddings.word_embeddings.weight, saved.bert.embeddings.word_embeddings.weight)
+
+
+@pytest.mark.parametrize(("flags", "sets", "named"), [({"epochs": 0}, [], "--epochs"),
+                                                     ({"task": "classificatio"}, [], "--task"),
+                                                     ({"epochs": 2}, ["train.epochs=-1"], "--set")])
+def test_a_bad_shortcut_flag_is_named_as_typed(flags, sets, named):
+    with pytest.raises(ConfigError, match=rf"\({re.escape(named)}, on top of .*finetune\.yaml\)"):
+        finetune_config(None, sets, **flags)
