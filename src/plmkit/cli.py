@@ -423,18 +423,22 @@ def embeddings_contrast(
 
 def main() -> None:
     """Console entry point: run the app, turning PlmError into one clear line on stderr (exit status 2)."""
-    from plmkit.errors import PlmError
+    from plmkit.errors import Interrupted, PlmError
 
     try:
         app()  # usage errors are reported by typer itself (exit status 2)
+    except Interrupted as e:
+        typer.echo(str(e), err=True)
+        sys.exit(e.exit_code)
     except PlmError as e:
         if os.environ.get("PLMKIT_DEBUG"):
             raise
         typer.echo(f"error: {e}", err=True)
         sys.exit(2)
-    except KeyboardInterrupt:
-        typer.echo("interrupted; completed checkpoints are kept (continue with --resume)", err=True)
-        sys.exit(130)
+    except SystemExit as e:
+        if e.code == 130:  # typer turns a KeyboardInterrupt outside training (a second Ctrl-C too) into exit 130
+            typer.echo("interrupted; completed checkpoints are kept (continue with --resume)", err=True)
+        raise
     except Exception as e:
         if os.environ.get("PLMKIT_DEBUG"):
             raise

@@ -23,3 +23,12 @@ class CompatibilityError(PlmError):
 
 class TrainingError(PlmError):
     """Training cannot go on (for instance the loss became NaN)."""
+
+
+class Interrupted(PlmError):
+    """Training stopped on a signal (Ctrl-C, a scheduler's SIGTERM) after writing a checkpoint; `exit_code` is the
+    shell's for that signal (130 for SIGINT, 143 for SIGTERM)."""
+
+    def __init__(self, message: str, exit_code: int = 130) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code

@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from plmkit import flops
 from plmkit.config import RunConfig
-from plmkit.errors import ConfigError, TrainingError
+from plmkit.errors import ConfigError, Interrupted, TrainingError
 from plmkit.models.transformer import (
     apply_fused_kernels,
     pick_attention,
@@ -34,6 +34,7 @@ from plmkit.objectives import EVAL_INDEX_OFFSET, Objective
 from plmkit.objectives.base import use_compiled_loss
 from plmkit.training import allocator, checkpoint
 from plmkit.training.dropout import FastDropout, use_compiled_masks
+from plmkit.training.interrupt import StopRequest, ignore_interrupts_in_worker
 from plmkit.training.logging import MetricsLog, plot_losses, progress_bar, status_text, stderr
 from plmkit.training.optim import build_optimizer, build_scheduler
 from plmkit.training.profile import StepProfiler
@@ -193,6 +194,11 @@ def fit(cfg: RunConfig, model: torch.nn.Module, objective: Objective, train_set:
     world, rank, tc = acc.num_processes, acc.process_index, cfg.train
     max_steps = steps_for(cfg, len(train_set), world)
     precision = resolve_precision(tc.precision)
+    if acc.device.type == "cpu" and precision != "fp32" and not cpu_has_fast_bf16() and acc.is_main_process:
+        slower = flops.measured_peak_flops("fp32") / flops.measured_peak_flops(precision)
+        stderr.print(f"[yellow]warning: train.precision is {precision}, but this CPU has no {precision} instructions: "
+                     f"its {precision} matmuls run {slower:.0f}x slower than fp32 here (a matmul probe); set "
+                     "train.precision=auto (bf16 where the device computes it fast, else fp32) or fp32")
     if tc.gradient_checkpointing:
         model.gradient_checkpointing_enable()
     # Fast paths (docs/pretraining.md, "Speed"): each has a switch and gives the plain path's loss within a tolerance.
@@ -252,6 +258,7 @@ def fit(cfg: RunConfig, model: torch.nn.Module, objective: Objective, train_set:
     loader = DataLoader(Positions(train_set), collate_fn=objective.collate,
                         num_workers=workers_for(tc.num_workers, acc.device, objective),
                         generator=torch.Generator().manual_seed(cfg.run.seed), pin_memory=pin,
+                        worker_init_fn=ignore_interrupts_in_worker,
                         batch_sampler=StepSampler(len(train_set), tc.batch_size, world, rank, cfg.run.seed,
                                                   start=state["micro_step"], lengths=lengths))
     eval_loader = DataLoader(Positions(eval_set, offset=EVAL_INDEX_OFFSET), collate_fn=objective.collate,
@@ -318,7 +325,7 @@ def fit(cfg: RunConfig, model: torch.nn.Module, objective: Objective, train_set:
                      + "".join(f", {k}" for k in kernels) + (", torch.compile" if tc.compile else ""))
     started, window_start, window_tokens, window_metrics = time.time(), time.time(), 0, MeanMetrics()
     progress = progress_bar(show_progress and acc.is_main_process)
-    with progress:
+    with progress, StopRequest() as stop:  # Ctrl-C / SIGTERM: stop after the step, with a checkpoint
         bar = progress.add_task("train", total=max_steps, completed=state["step"], status="")
         upcoming: list[dict] = []  # the next step's micro-batches, collated during this step's backward passes
         # The loss is read on the host only where a row is logged or a checkpoint written: a read waits for the
@@ -400,11 +407,20 @@ def fit(cfg: RunConfig, model: torch.nn.Module, objective: Objective, train_set:
                 last_row, window_start, window_tokens, window_metrics = row, time.time(), 0, MeanMetrics()
             else:
                 progress.update(bar, completed=step)
-            if last or stop_early or step % tc.save_every == 0:
+            saved = last or stop_early or step % tc.save_every == 0
+            if saved:
                 checkpoint.save(acc, run_dir, step, {**state, "scheduler": scheduler.state_dict()},
                                 keep=tc.keep_checkpoints)
             if stop_early:
                 break
+            if not last and _stop_requested(stop, acc, world, synced=log_now or step % tc.save_every == 0):
+                found = checkpoint.save(acc, run_dir, step, {**state, "scheduler": scheduler.state_dict()},
+                                        keep=tc.keep_checkpoints) if not saved else checkpoint.latest(run_dir)
+                name = stop.signal or "a signal to another process"
+                command = "finetune" if cfg.task is not None else "pretrain"
+                raise Interrupted(f"stopped by {name} at step {step} of {max_steps}; checkpoint {found} written: "
+                                  f"continue with plm {command} {run_dir / 'config.yaml'} --resume",
+                                  exit_code=143 if stop.signal == "SIGTERM" else 130)
 
     for tracker in acc.trackers:  # not acc.end_training(): that would also end the process group the caller uses
         tracker.finish()
@@ -424,6 +440,17 @@ def fit(cfg: RunConfig, model: torch.nn.Module, objective: Objective, train_set:
     if best_key is not None and state["best_step"] is not None:
         metrics.update({"best_step": state["best_step"], **{f"best_{k}": v for k, v in state["best_scores"].items()}})
     return FitResult(steps=state["step"], tokens_seen=state["tokens_seen"], metrics=metrics, model=model)
+
+
+def _stop_requested(stop: StopRequest, acc: Accelerator, world: int, *, synced: bool) -> bool:
+    """Whether to stop after this step: at once in a single process; with several, only at a step where they all
+    wait anyway (`synced`: a logged row or a checkpoint), where they agree on it (a signal may reach one only)."""
+    if world == 1:
+        return stop.signal is not None
+    if not synced:
+        return False
+    asked = torch.tensor(0.0 if stop.signal is None else 1.0, device=acc.device)
+    return bool(acc.reduce(asked, reduction="sum") > 0)
 
 
 def _load_newest(acc: Accelerator, model, run_dir: Path) -> tuple[Path, dict] | None:

@@ -6,10 +6,16 @@ optimizer, scheduler and RNG states and the data position all come back from the
 
 from __future__ import annotations
 
+import os
+import signal
+
 import pytest
 from safetensors.torch import load_file, save_file
 
 from plmkit.api import pretrain
+from plmkit.errors import Interrupted
+from plmkit.objectives.mlm import MaskedLM
+from plmkit.training.interrupt import StopRequest
 
 N, M = 6, 3
 CASES = {
@@ -75,3 +81,40 @@ def test_worker_processes_change_no_loss(debug_cfg, metrics, tmp_path):
         pretrain(debug_cfg("mlm", tmp_path / str(workers), "train.max_steps=4", f"train.num_workers={workers}"),
                  show_progress=False)
     assert [r["loss"] for r in metrics(tmp_path / "2")] == [r["loss"] for r in metrics(tmp_path / "0")]
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_stops_after_the_step_with_a_checkpoint_and_the_resumed_run_matches(signum, debug_cfg, metrics,
+                                                                                     tmp_path, monkeypatch, request):
+    """Ctrl-C or a scheduler's SIGTERM, received while step 2's batch is collated: the run ends after that step
+    with a checkpoint (save_every is far away) and an error naming it; resumed, it repeats the unbroken run."""
+    common = ["train.lr_schedule=constant", "train.save_every=100", "train.eval_every=0"]
+    unbroken = pretrain(debug_cfg("mlm", tmp_path / "unbroken", f"train.max_steps={N}", *common),
+                        show_progress=False)
+    collate, calls = MaskedLM.collate, []
+
+    def collate_then_signal(self, examples):
+        if isinstance(getattr(signal.getsignal(signum), "__self__", None), StopRequest):  # training, not evaluating
+            calls.append(1)
+            if len(calls) == 2:  # the second training batch: step 2's (step 1's are collated before it starts)
+                os.kill(os.getpid(), signum)
+        return collate(self, examples)
+
+    monkeypatch.setattr(MaskedLM, "collate", collate_then_signal)
+    cfg = debug_cfg("mlm", tmp_path / "run", f"train.max_steps={N}", *common)
+    handler = signal.default_int_handler if signum == signal.SIGINT else signal.SIG_DFL
+    outer = signal.signal(signum, handler)  # as in a terminal (a job started in a shell's background ignores SIGINT)
+    request.addfinalizer(lambda: signal.signal(signum, outer))
+    with pytest.raises(Interrupted, match=rf"stopped by {signum.name} at step (\d) of {N}; checkpoint "
+                                          r".*step-00000\1 written: continue with plm pretrain .*config\.yaml "
+                                          r"--resume") as stopped:
+        pretrain(cfg, show_progress=False)
+    assert signal.getsignal(signum) == handler  # the loop's handler is gone again
+    assert stopped.value.exit_code == 128 + signum
+    assert not (tmp_path / "run" / "final").exists()
+    monkeypatch.undo()
+    resumed = pretrain(cfg, resume=True, show_progress=False)
+    want, got = metrics(tmp_path / "unbroken"), metrics(tmp_path / "run")
+    assert [r["step"] for r in got] == list(range(1, N + 1))
+    assert [r["loss"] for r in got] == [r["loss"] for r in want]
+    assert resumed.metrics["tokens_seen"] == unbroken.metrics["tokens_seen"]

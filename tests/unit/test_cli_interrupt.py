@@ -1,0 +1,35 @@
+"""How the CLI ends a run that was stopped: a signal during training (Interrupted: the checkpoint line, the
+signal's exit status) and a Ctrl-C anywhere else (typer's exit 130, with a line saying so)."""
+
+from __future__ import annotations
+
+import pytest
+
+from plmkit import cli
+from plmkit.errors import Interrupted
+
+
+def _raising(error):
+    def app():
+        raise error
+    return app
+
+
+@pytest.mark.parametrize(("error", "status", "line"), [
+    (Interrupted("stopped by SIGTERM at step 9 of 100; checkpoint c written", exit_code=143), 143,
+     "stopped by SIGTERM at step 9 of 100; checkpoint c written"),
+    (SystemExit(130), 130, "interrupted; completed checkpoints are kept (continue with --resume)"),
+])
+def test_a_stopped_command_exits_with_the_signals_status_and_one_line(error, status, line, monkeypatch, capsys):
+    monkeypatch.setattr(cli, "app", _raising(error))
+    with pytest.raises(SystemExit) as ended:
+        cli.main()
+    assert ended.value.code == status
+    assert capsys.readouterr().err.strip() == line
+
+
+def test_other_exits_pass_unchanged(monkeypatch, capsys):
+    monkeypatch.setattr(cli, "app", _raising(SystemExit(0)))
+    with pytest.raises(SystemExit) as ended:
+        cli.main()
+    assert ended.value.code == 0 and capsys.readouterr().err == ""
