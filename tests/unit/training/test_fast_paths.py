@@ -401,7 +401,10 @@ def test_auto_precision_is_bf16_only_where_the_cpu_has_bf16_instructions(monkeyp
     assert loop.resolve_precision("auto") == "fp32"
 
 
-def test_bf16_autocast_first_step_loss_within_2pct_of_fp32(debug_cfg, metrics, tmp_path, fresh_accelerator_state):
+def test_bf16_autocast_first_step_loss_within_2pct_of_fp32(debug_cfg, metrics, tmp_path, fresh_accelerator_state,
+                                                           monkeypatch, capsys, squash):
+    """Also: bf16 asked for on a CPU without bf16 instructions is warned about, with the probes' slowdown."""
+    monkeypatch.setattr(loop, "cpu_has_fast_bf16", lambda: False)
     first = {}
     for precision in ("fp32", "bf16"):
         AcceleratorState._reset_state(True)
@@ -409,6 +412,9 @@ def test_bf16_autocast_first_step_loss_within_2pct_of_fp32(debug_cfg, metrics, t
         pretrain(debug_cfg("mlm", out, "train.max_steps=1", "train.eval_every=0", f"train.precision={precision}"),
                  show_progress=False)
         first[precision] = _losses(metrics, out)[0]
+        warned = squash("train.precision is bf16, but this CPU has no bf16 instructions") in squash(
+            capsys.readouterr().err)
+        assert warned == (precision == "bf16")
     assert first["fp32"] != first["bf16"]  # bf16 did run: its rounding shows
     assert math.isclose(first["bf16"], first["fp32"], rel_tol=2e-2), first
 
