@@ -60,8 +60,20 @@ def train_tokenizer_for(cfg: RunConfig, *, show_progress: bool = True):
     Trained tokenizers are cached by a hash of the data and tokenizer settings: the `tokenizers` trainers for
     WordPiece and Unigram are not reproducible run to run (huggingface/tokenizers#1794), and the cache makes two
     runs on the same data use the same vocabulary, so their losses compare."""
+    if cfg.tokenizer.pretrained or cfg.init.from_:
+        key = "tokenizer.pretrained" if cfg.tokenizer.pretrained else "init.from"
+        raise ConfigError(f"{key} is set, so the run uses that tokenizer and none is trained; unset {key} to train "
+                          "the one tokenizer.train describes")
     out = Path(cfg.run.output_dir) / "tokenizer"
     _refuse_foreign_tokenizer(out, "training a tokenizer would write over it")
+    held = _held_artifacts(out.parent)
+    if held and (out / "tokenizer.json").is_file():  # a run's own tokenizer, which its checkpoints were trained with
+        if _made_from(out) != _tokenizer_key(cfg):
+            raise PlmError(f"{out.parent} holds a run ({', '.join(held)}) whose tokenizer/ was made from other data "
+                           "or tokenizer settings, and its checkpoints were trained with it; set run.output_dir to "
+                           "another folder for a new tokenizer")
+        stderr.print(f"{out} is already the tokenizer of these settings (the run in {out.parent} was trained with it)")
+        return load_tokenizer(str(out))
     cached = Path(cfg.data.cache_dir).expanduser() / f"tokenizer-{_tokenizer_key(cfg)}"
     if not (cached / "tokenizer.json").is_file():
         corpus = load_corpus(cfg.data, cfg.run.seed)
@@ -286,10 +298,15 @@ def _check_resumed_config(cfg: RunConfig, run_dir: Path) -> None:
                      + ", ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in changed.items()))
 
 
+def _held_artifacts(run_dir: Path) -> list[str]:
+    """The RUN_ARTIFACTS in `run_dir`: any of them means the folder holds a run. An empty metrics.jsonl is a run
+    that stopped before it logged a step: nothing in the folder to lose."""
+    return [name for name in RUN_ARTIFACTS if (run_dir / name).exists()
+            and not (name == "metrics.jsonl" and (run_dir / name).stat().st_size == 0)]
+
+
 def _claim_run_dir(run_dir: Path, *, resume: bool, overwrite: bool) -> None:
-    # an empty metrics.jsonl is a run that stopped before it logged a step: nothing in the folder to lose
-    existing = [name for name in RUN_ARTIFACTS if (run_dir / name).exists()
-                and not (name == "metrics.jsonl" and (run_dir / name).stat().st_size == 0)]
+    existing = _held_artifacts(run_dir)
     if existing and not (resume or overwrite):
         raise PlmError(f"{run_dir} already holds a run ({', '.join(existing)}); pass --resume to continue it, "
                        "--overwrite to start again, or set run.output_dir to another folder")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from plmkit.api import pretrain, train_tokenizer_for
+from plmkit.api import prepare_data, pretrain, train_tokenizer_for
 from plmkit.errors import ConfigError, DataError, PlmError, TrainingError
 
 COMMON = ["train.lr_schedule=constant", "train.save_every=3", "train.eval_every=0"]
@@ -116,6 +116,26 @@ def test_a_tokenizer_plmkit_did_not_write_is_never_deleted_or_written_over(how, 
         else:
             pretrain(debug_cfg("mlm", out, "train.max_steps=1"), overwrite=how == "overwrite", show_progress=False)
     assert {p.name: p.read_bytes() for p in (out / "tokenizer").iterdir()} == before
+
+
+@pytest.mark.parametrize("stage", ["tokenizer-train", "data-prepare"])
+def test_a_runs_tokenizer_is_not_replaced_by_a_stage_run_with_other_settings(stage, run_copy, debug_cfg):
+    """Its checkpoints were trained with it: a resume on another vocabulary would train on wrong ids."""
+    before = (run_copy / "tokenizer" / "tokenizer.json").read_bytes()
+    cfg = debug_cfg("mlm", run_copy, *COMMON, "tokenizer.train.vocab_size=280")
+    with pytest.raises(PlmError, match=r"holds a run \(metrics\.jsonl, checkpoints, final\) whose tokenizer/ was "
+                                       r"made from other data or tokenizer settings.*another folder"):
+        (train_tokenizer_for if stage == "tokenizer-train" else prepare_data)(cfg, show_progress=False)
+    assert (run_copy / "tokenizer" / "tokenizer.json").read_bytes() == before
+    same = train_tokenizer_for(debug_cfg("mlm", run_copy, *COMMON), show_progress=False)  # its own settings: kept
+    assert (run_copy / "tokenizer" / "tokenizer.json").read_bytes() == before and len(same) == 300
+
+
+@pytest.mark.parametrize("key", ["tokenizer.pretrained", "init.from"])
+def test_tokenizer_train_refuses_a_config_whose_tokenizer_is_given(key, tmp_path, debug_cfg):
+    with pytest.raises(ConfigError, match=rf"{key} is set, so the run uses that tokenizer and none is trained"):
+        train_tokenizer_for(debug_cfg("mlm", tmp_path / "run", f"{key}={tmp_path}"), show_progress=False)
+    assert not (tmp_path / "run").exists()
 
 
 def test_a_tokenizer_that_leaves_most_of_the_text_unknown_is_refused(tmp_path, debug_cfg):
