@@ -84,6 +84,10 @@ def train_tokenizer_for(cfg: RunConfig, *, show_progress: bool = True):
     else:
         stderr.print(f"reusing the tokenizer trained on the same data and settings: {cached}")
     tokenizer = load_tokenizer(str(cached))
+    if len(tokenizer) > cfg.tokenizer.train.vocab_size:
+        stderr.print(f"the tokenizer has {len(tokenizer):,} tokens, more than tokenizer.train.vocab_size "
+                     f"({cfg.tokenizer.train.vocab_size:,}): {cfg.tokenizer.train.algorithm} keeps a token for every "
+                     "character of the text (Chinese text has thousands)")
     save_run_tokenizer(tokenizer, cfg)
     stderr.print(f"tokenizer ({cfg.tokenizer.train.algorithm}, {len(tokenizer)} tokens) saved to {out}")
     return tokenizer

@@ -79,6 +79,9 @@ class TokenizerTrainConfig:
     """Merges / pieces seen fewer times than this are not added (bpe, wordpiece)."""
     lowercase: bool = False
     """Lower-case text before tokenizing."""
+    strip_accents: bool | None = None
+    """Remove accents and other combining marks (café -> cafe; also が -> か, हिन्दी -> हिनदी) before tokenizing; null: as
+    lowercase for wordpiece (BERT-uncased's normaliser), off for bpe and unigram."""
     max_docs: int | None = None
     """Train the tokenizer on at most this many documents (all when null)."""
 
@@ -318,6 +321,9 @@ NON_NEGATIVE = ("data.min_chars", "train.warmup_steps", "train.weight_decay", "t
 FRACTIONS = ("data.validation_fraction", "model.dropout", "train.adam_beta1", "train.adam_beta2",
              "train.warmup_ratio")  # in [0, 1)
 NON_NEGATIVE_OR_NULL = ("train.num_workers",)
+MAX_VOCAB = 2**24
+"""tokenizer.train.vocab_size's bound: far above any vocabulary in use, far below the sizes at which the bpe trainer
+asks for hundreds of GB and aborts the process."""
 POSITIVE_OR_NULL = ("model.intermediate_size", "model.vocab_size", "model.embedding_size", "tokenizer.train.max_docs",
                     "train.lr", "train.head_lr")
 
@@ -532,6 +538,9 @@ def validate(cfg: RunConfig, origin: str = "config") -> None:
     for key in FRACTIONS:
         if not 0 <= _get(cfg, key) < 1:
             raise ConfigError(f"{key} must be in [0, 1); got {_get(cfg, key)} ({origin})")
+    if cfg.tokenizer.train.vocab_size > MAX_VOCAB:
+        raise ConfigError(f"tokenizer.train.vocab_size must be <= {MAX_VOCAB:,} (the largest vocabularies in use "
+                          f"hold about 256,000 tokens); got {cfg.tokenizer.train.vocab_size:,} ({origin})")
     if not 0 <= cfg.run.seed < 2**32:
         raise ConfigError(f"run.seed must be in [0, 2**32 - 1]; got {cfg.run.seed} ({origin})")
     if not 0 < cfg.train.layer_lr_decay <= 1:

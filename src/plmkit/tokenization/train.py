@@ -67,7 +67,13 @@ def train_tokenizer(texts: Iterable[str], cfg: TokenizerConfig, arch: str, out_d
     length = len(texts) if isinstance(texts, Sized) else None
     if length is not None and cfg.train.max_docs is not None:
         length = min(length, cfg.train.max_docs)
-    tokenizer.train_from_iterator(itertools.chain([first], docs), trainer, length=length)
+    try:
+        tokenizer.train_from_iterator(itertools.chain([first], docs), trainer, length=length)
+    except Exception as e:  # the trainers raise a bare Exception
+        if "not large enough to contain all chars" not in str(e):
+            raise
+        raise ConfigError(f"tokenizer.train.vocab_size {cfg.train.vocab_size} is smaller than the distinct characters "
+                          f"of the text, which unigram needs every one of; raise it") from None
 
     if "cls" in specials and "sep" in specials:
         tokenizer.post_processor = _template(specials, tokenizer, roberta=arch == "roberta")
@@ -102,7 +108,8 @@ def _build(cfg: TokenizerConfig, specials: dict[str, str], tokens: list[str],
                                       initial_alphabet=alphabet, show_progress=show_progress)
     elif t.algorithm == "wordpiece":
         tokenizer = Tokenizer(models.WordPiece(unk_token=unk, continuing_subword_prefix="##"))
-        tokenizer.normalizer = normalizers.BertNormalizer(lowercase=t.lowercase, strip_accents=t.lowercase)
+        strip = t.lowercase if t.strip_accents is None else t.strip_accents
+        tokenizer.normalizer = normalizers.BertNormalizer(lowercase=t.lowercase, strip_accents=strip)
         tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
         tokenizer.decoder = decoders.WordPiece(prefix="##")
         trainer = trainers.WordPieceTrainer(vocab_size=t.vocab_size, min_frequency=t.min_frequency,
@@ -116,8 +123,11 @@ def _build(cfg: TokenizerConfig, specials: dict[str, str], tokens: list[str],
                                           show_progress=show_progress)
     else:
         raise ConfigError(f"tokenizer.train.algorithm must be one of bpe, wordpiece, unigram; got {t.algorithm!r}")
-    if t.lowercase and t.algorithm != "wordpiece":
-        tokenizer.normalizer = normalizers.Lowercase()
+    if t.algorithm != "wordpiece":  # wordpiece's BertNormalizer does both
+        steps = ([normalizers.NFD(), normalizers.StripAccents(), normalizers.NFC()] if t.strip_accents else []) \
+            + ([normalizers.Lowercase()] if t.lowercase else [])
+        if steps:
+            tokenizer.normalizer = normalizers.Sequence(steps)
     return tokenizer, trainer
 
 

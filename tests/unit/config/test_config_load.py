@@ -350,3 +350,8 @@ def test_one_string_where_a_list_belongs_is_a_list_of_it(tmp_path):
 @pytest.mark.parametrize("seed", [-1, 2**32])
 def test_seed_out_of_range(seed):
     assert "run.seed must be in [0, 2**32 - 1]" in _error(None, [f"run.seed={seed}"])
+
+
+def test_a_vocabulary_beyond_any_in_use_is_refused_before_the_trainer_aborts():
+    assert "tokenizer.train.vocab_size must be <= 16,777,216" in _error(None, ["tokenizer.train.vocab_size=3000000000"])
+    load_config(None, [f"tokenizer.train.vocab_size={2**24}"])

@@ -97,6 +97,27 @@ def test_lowercase(tiny_docs, tmp_path, algorithm):
     assert cased("Wrap TEXT")["input_ids"] != cased("wrap text")["input_ids"]
 
 
+@pytest.mark.parametrize("algorithm", ["bpe", "wordpiece", "unigram"])
+@pytest.mark.parametrize(("lowercase", "strip_accents", "stripped"), [(True, None, None), (False, None, False),
+                                                                    (True, False, False), (False, True, True)])
+def test_strip_accents(tiny_docs, tmp_path, algorithm, lowercase, strip_accents, stripped):
+    """null follows lowercase for wordpiece (BERT-uncased) and is off for bpe and unigram; set, it decides alone."""
+    docs = [*tiny_docs, "café naïve がぎぐ ジャパン"] * 2
+    cfg = _cfg(algorithm, lowercase=lowercase, strip_accents=strip_accents)
+    tok = train_tokenizer(docs, cfg, "bert", tmp_path, show_progress=False)
+    stripped = (algorithm == "wordpiece" and lowercase) if stripped is None else stripped
+    text = "café がぎぐ ジャパン"
+    same = tok(text)["input_ids"] == tok("cafe かきく シャハン")["input_ids"]
+    assert same == stripped
+    assert tok.decode(tok(text)["input_ids"], skip_special_tokens=True).replace(" ", "") == (
+        "cafeかきくシャハン" if stripped else text.replace(" ", ""))
+
+
+def test_unigram_vocabulary_smaller_than_the_characters_is_a_config_error(tiny_docs, tmp_path):
+    with pytest.raises(ConfigError, match=r"tokenizer\.train\.vocab_size 10 is smaller than the distinct characters"):
+        train_tokenizer(tiny_docs, _cfg("unigram", vocab_size=10), "bert", tmp_path, show_progress=False)
+
+
 def test_custom_special_tokens(tiny_docs, tmp_path):
     special = {"mask": "<M>", "eos": "<E>", "pad": "<P>", "unk": "<U>", "bos": "<B>"}
     tok = train_tokenizer(tiny_docs, _cfg("unigram", special_tokens=special), "llama", tmp_path, show_progress=False)
