@@ -733,13 +733,17 @@ def estimate(model: str, *, tokens: str | float | None = None, hardware: str = "
 
     if measure is not None and mfu is not None:
         raise PlmError("give --mfu or --measure CONFIG, not both")
-    source = None
-    if measure is not None:
-        mfu, source = planning.measure_mfu(measure)
-        stderr.print(f"MFU {source}; used for {devices} x {hardware}")
-    return planning.estimate(model, tokens=tokens, hardware=hardware, devices=devices, mfu=mfu, mfu_source=source,
-                             seq_len=seq_len, micro_batch=micro_batch, price=price,
-                             pue=planning.DEFAULT_PUE if pue is None else pue)
+    def plan(mfu, source):
+        return planning.estimate(model, tokens=tokens, hardware=hardware, devices=devices, mfu=mfu,
+                                 mfu_source=source, seq_len=seq_len, micro_batch=micro_batch, price=price,
+                                 pue=planning.DEFAULT_PUE if pue is None else pue)
+
+    if measure is None:
+        return plan(mfu, None)
+    plan(0.5, "a stand-in")  # every other input checked before 20 steps are spent on the measurement
+    mfu, source = planning.measure_mfu(measure)
+    stderr.print(f"MFU {source}; used for {devices} x {hardware}")
+    return plan(mfu, source)
 
 
 # --- static embeddings --------------------------------------------------------------------------------------------

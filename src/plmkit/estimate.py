@@ -258,10 +258,12 @@ def estimate(model: str, *, tokens: str | float | None = None, hardware: str = "
 
     Returns one flat-ish dict (what `plm estimate --json` prints): flops, device_hours, days,
     memory_per_device_gb[strategy][no_checkpointing|checkpointing], fits[...] and the inputs it used."""
+    hardware = hardware.lower()  # H100 is h100
     if hardware not in HARDWARE:
         raise ConfigError(f"unknown hardware {hardware!r}; choose one of {', '.join(HARDWARE)}")
-    if devices < 1 or micro_batch < 1:
-        raise ConfigError(f"--devices and --micro-batch must be >= 1; got {devices} and {micro_batch}")
+    for flag, value in (("--devices", devices), ("--micro-batch", micro_batch)):
+        if value < 1:
+            raise ConfigError(f"{flag} must be >= 1; got {value}")
     if seq_len is not None and seq_len < 1:
         raise ConfigError(f"--seq-len must be >= 1; got {seq_len}")
     if price is not None and not 0 <= price < math.inf:

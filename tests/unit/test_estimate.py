@@ -181,6 +181,7 @@ def test_token_counts_below_one_or_beyond_any_budget_are_refused(text):
 @pytest.mark.parametrize(("option", "message"), [
     ({"seq_len": 0}, "--seq-len must be >= 1"), ({"seq_len": -5}, "--seq-len must be >= 1"),
     ({"price": -1.0}, "--price must be >= 0"), ({"pue": 0.0}, "--pue must be >= 1"),
+    ({"devices": 0}, "--devices must be >= 1; got 0$"), ({"micro_batch": -1}, "--micro-batch must be >= 1; got -1$"),
 ])
 def test_out_of_range_options_are_refused(option, message):
     with pytest.raises(ConfigError, match=message):
@@ -230,3 +231,21 @@ def test_cli_table_for_people():
     result = CliRunner().invoke(app, ["estimate", "gpt2", "--tokens", "300B", "--price", "2"])
     assert result.exit_code == 0, result.output
     assert "device-hours" in result.stdout and "zero3" in result.stdout and "at $2.0/device-hour" in result.stdout
+
+
+def test_hardware_names_ignore_case():
+    assert estimate("gpt2", tokens="1B", hardware="H100")["days"] == estimate("gpt2", tokens="1B")["days"]
+
+
+def test_measure_runs_only_after_every_other_input_is_checked(monkeypatch):
+    """A typo must not cost the 20 measured steps (minutes on a GPU with torch.compile) first."""
+    from plmkit import api
+    from plmkit import estimate as planning
+
+    monkeypatch.setattr(planning, "measure_mfu", lambda config: pytest.fail("measured before the inputs were checked"))
+    for model, tokens in (("gpt3", "1B"), ("gpt2", "abc")):
+        with pytest.raises(ConfigError):
+            api.estimate(model, tokens=tokens, measure="configs/debug/mlm.yaml")
+    monkeypatch.setattr(planning, "measure_mfu", lambda config: (0.25, "measured (stand-in)"))
+    result = api.estimate("gpt2", tokens="1B", measure="configs/debug/mlm.yaml")
+    assert result["mfu"] == 0.25 and result["mfu_source"] == "measured (stand-in)"
