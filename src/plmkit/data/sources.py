@@ -76,6 +76,24 @@ def read_documents(cfg: DataConfig) -> Iterator[str]:
             yield from _read_text(path, cfg.doc_split)
 
 
+_BOMS = {b"\xff\xfe\x00\x00": "utf-32", b"\x00\x00\xfe\xff": "utf-32", b"\xff\xfe": "utf-16", b"\xfe\xff": "utf-16"}
+
+
+def reencode_hint(path: Path) -> str:
+    """What to do with a file that is not UTF-8, from its first bytes: a UTF-16/32 byte-order mark names that
+    encoding; NUL bytes mean binary data (or UTF-16 without a mark); else, most often, a one-byte encoding."""
+    with open(path, "rb") as f:
+        head = f.read(4096)
+    fixed = path.with_name(f"{path.stem}.utf8{path.suffix}")
+    encoding = next((name for bom, name in _BOMS.items() if head.startswith(bom)), None)
+    if encoding is not None:
+        return (f"it is {encoding.upper()} text (it starts with a {encoding.upper()} byte-order mark); re-encode it, "
+                f"e.g. `iconv -f {encoding} -t utf-8 {path} > {fixed}`")
+    if b"\x00" in head:
+        return "it holds NUL bytes: it looks like a binary file (or UTF-16 text without a byte-order mark), not text"
+    return f"re-encode the file as UTF-8, e.g. `iconv -f latin1 -t utf-8 {path} > {fixed}`"
+
+
 def _lines(path: Path) -> Iterator[tuple[int, str]]:
     """(1-based line number, line without its line ending), decoded as strict UTF-8."""
     offset = 0
@@ -84,11 +102,8 @@ def _lines(path: Path) -> Iterator[tuple[int, str]]:
             try:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError as e:
-                fixed = path.with_name(f"{path.stem}.utf8{path.suffix}")
-                raise DataError(
-                    f"{path}:{lineno}: not valid UTF-8 at byte {offset + e.start} ({e.reason}); re-encode "
-                    f"the file as UTF-8, e.g. `iconv -f latin1 -t utf-8 {path} > {fixed}`"
-                ) from None
+                raise DataError(f"{path}:{lineno}: not valid UTF-8 at byte {offset + e.start} ({e.reason}); "
+                                f"{reencode_hint(path)}") from None
             if lineno == 1:
                 line = line.removeprefix("\ufeff")  # byte-order mark
             offset += len(raw)

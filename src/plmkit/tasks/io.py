@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from plmkit.data.sources import json_record
+from plmkit.data.sources import json_record, reencode_hint
 from plmkit.errors import DataError
 
 TEXT_COLUMNS = ("text", "sentence", "text_a")  # looked for in this order when task.text_column is unset
@@ -126,9 +126,8 @@ def _read_text(path: Path) -> str:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
         lineno = raw.count(b"\n", 0, e.start) + 1
-        fixed = path.with_name(f"{path.stem}.utf8{path.suffix}")
-        raise DataError(f"{path}:{lineno}: not valid UTF-8 at byte {e.start} ({e.reason}); re-encode the file as "
-                        f"UTF-8, e.g. `iconv -f latin1 -t utf-8 {path} > {fixed}`") from None
+        raise DataError(f"{path}:{lineno}: not valid UTF-8 at byte {e.start} ({e.reason}); "
+                        f"{reencode_hint(path)}") from None
     return text.removeprefix("\ufeff")
 
 

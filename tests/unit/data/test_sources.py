@@ -49,6 +49,20 @@ def test_non_utf8_names_file_line_and_byte(tmp_path):
         read(f)
 
 
+@pytest.mark.parametrize(("content", "advice"), [
+    ("h\u00e9llo\nworld\n".encode("utf-16"), r"it is UTF-16 text \(it starts with a UTF-16 byte-order mark\).*iconv "
+                                               r"-f utf-16 -t utf-8"),
+    ("h\u00e9llo\n".encode("utf-32"), r"it is UTF-32 text.*iconv -f utf-32"),
+    (b"PK\x03\x04\x00\x00\xff\xd8binary", r"it holds NUL bytes: it looks like a binary file"),
+])
+def test_non_utf8_advice_follows_what_the_file_holds(tmp_path, content, advice):
+    """UTF-16 read as latin1 would be text with NULs; a binary file read so would be garbage to train on."""
+    f = tmp_path / "odd.txt"
+    f.write_bytes(content)
+    with pytest.raises(DataError, match=rf"{f}:1: not valid UTF-8 at byte \d+ .*; {advice}"):
+        read(f)
+
+
 def test_jsonl_auto_by_extension_and_text_field(tmp_path):
     f = tmp_path / "d.jsonl"
     f.write_text('{"text": "first", "id": 1}\n\n{"text": "second"}\n', encoding="utf-8")
