@@ -20,7 +20,7 @@ from torch.utils.data import Subset
 from plmkit.config import RunConfig, save_config
 from plmkit.data import load_corpus, prepare_shards
 from plmkit.data.pack import KEYED_SETTINGS, input_fingerprint
-from plmkit.errors import ConfigError, PlmError
+from plmkit.errors import ConfigError, DataError, PlmError
 from plmkit.models import ARCHS, build_model, build_task_model, load_pretrained_model
 from plmkit.objectives import build_objective, objectives
 from plmkit.objectives.base import WRAPPED_PREFIX
@@ -189,8 +189,14 @@ def pretrain(cfg: RunConfig, *, resume: bool = False, overwrite: bool = False,
     # An objective that reshapes blocks (T5's span corruption shortens them) says how many raw tokens it reads.
     block_size = objective.raw_block_size(cfg.data.block_size) if hasattr(objective, "raw_block_size") \
         else cfg.data.block_size
-    blocks = {split: data.dataset(split, block_size, cls_id=cls_id, with_segments=cfg.data.doc_attention)
-              for split in ("train", "validation")[:1 + (cfg.data.validation_fraction > 0)]}
+    try:
+        blocks = {split: data.dataset(split, block_size, cls_id=cls_id, with_segments=cfg.data.doc_attention)
+                  for split in ("train", "validation")[:1 + (cfg.data.validation_fraction > 0)]}
+    except DataError as e:
+        if block_size == cfg.data.block_size:
+            raise
+        raise DataError(f"{e} (the {block_size} packed tokens that {cfg.objective.name} turns into "
+                        f"data.block_size {cfg.data.block_size} input tokens)") from None
     if accelerator.is_main_process:
         (run_dir / "data_report.json").write_text(json.dumps(data.report.to_dict(), indent=1))
         stderr.print(f"model: {cfg.model.arch if not cfg.init.from_ else cfg.init.from_}, "

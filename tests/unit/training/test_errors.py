@@ -75,6 +75,13 @@ def _block_size_roberta(tmp):
             r"data\.block_size \(64\) exceeds the 63 positions.*<= 63.*max_position_embeddings to >= 65")
 
 
+def _span_block(tmp):
+    """T5's span corruption reads more packed tokens than data.block_size: the error names both."""
+    return (MLM.with_name("span_corruption.yaml"), ["objective.noise_density=0.95"], DataError,
+            r"not enough for one block of 469.*\(the 469 packed tokens that span_corruption turns into "
+            r"data\.block_size 32 input tokens\)")
+
+
 def _vocab(tmp):
     pattern = r"300 tokens.*embeds only 100.*model\.vocab_size"
     return MLM, ["model.vocab_size=100"], CompatibilityError, pattern
@@ -98,6 +105,7 @@ CASES = {
     "unknown-config-key": _unknown_key,
     "block-size-above-positions": _block_size,
     "block-size-above-roberta-positions": _block_size_roberta,
+    "span-corruption-block": _span_block,
     "vocab-mismatch": _vocab,
     "existing-run-dir": _existing_run,
     "nan-loss": _nan_loss,
