@@ -437,7 +437,7 @@ def main() -> None:
         sys.exit(2)
     except SystemExit as e:
         if e.code == 130:  # typer turns a KeyboardInterrupt outside training (a second Ctrl-C too) into exit 130
-            typer.echo("interrupted; completed checkpoints are kept (continue with --resume)", err=True)
+            typer.echo("interrupted (what the command had finished writing stays)", err=True)
         raise
     except Exception as e:
         if os.environ.get("PLMKIT_DEBUG"):

@@ -91,8 +91,8 @@ def compare(cfg: RunConfig, *, sizes: Sequence[int] = DEFAULT_SIZES, seeds: int 
         raise PlmError(f"min_steps must be >= 0; got {min_steps}")
     given = seeds
     seeds = [cfg.run.seed + i for i in range(seeds)] if isinstance(seeds, int) else [int(s) for s in seeds]
-    if not seeds or len(set(seeds)) < len(seeds):
-        raise PlmError(f"seeds must be a count >= 1 or distinct numbers; got {given}")
+    if not seeds or len(set(seeds)) < len(seeds) or not all(0 <= s < 2**32 for s in seeds):
+        raise PlmError(f"seeds must be a count >= 1 or distinct numbers in [0, 2**32 - 1]; got {given}")
     from plmkit.api import check_finetune_config
 
     check_finetune_config(cfg)
@@ -152,10 +152,15 @@ def _check_static(cfg: RunConfig, static_vectors: str | Path) -> None:
     if cfg.task.name not in TASKS:
         raise PlmError(f"--static-vectors: the static-embedding classifier handles {' and '.join(TASKS)} tasks, "
                        f"not {cfg.task.name!r}; leave --static-vectors out for NER")
+    from plmkit.embeddings.vectors import load_vectors
+
     folder = Path(static_vectors)
+    if folder.name == VECTORS and folder.is_file():  # the file itself, as `plm embeddings neighbors` takes it
+        folder = folder.parent
     if not (folder / VECTORS).is_file():
         raise PlmError(f"--static-vectors {folder}: no {VECTORS} there; give the --out folder of "
                        "`plm embeddings train`")
+    load_vectors(folder)  # a file that does not load fails now, not after the first size's transformer runs
 
 
 def count_training_examples(cfg: RunConfig) -> int:

@@ -12,6 +12,7 @@ import math
 import os
 import re
 import shutil
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -116,6 +117,10 @@ def build_space(cfg: RunConfig, params: Sequence[str] = ()) -> dict[str, BaseDis
             space[key] = dist
     if not space:
         raise ConfigError("the search space is empty (every --param is off); give at least one NAME=SPEC")
+    unused = [key for key in space if key.startswith("adapter.")] if cfg.adapter.name == "none" else []
+    if unused:
+        raise ConfigError(f"--param {', '.join(unused)}: only LoRA uses it, and this search fine-tunes every weight; "
+                          "add --lora (adapter.name=lora) or leave it out")
     return space
 
 
@@ -192,10 +197,16 @@ def tune(cfg: RunConfig, *, trials: int, out: str | Path | None = None, space: S
     direction = "minimize" if key == "eval_loss" else "maximize"
     search_space = build_space(cfg, space)
     out = Path(out) if out is not None else Path(str(cfg.run.output_dir).rstrip("/") + "-tune")
-    _claim_search_dir(out, overwrite)
     base = out / "config.yaml"  # the resolved config the search starts from
+    with tempfile.TemporaryDirectory() as scratch:  # checked before --overwrite deletes an earlier search
+        draft = Path(scratch) / "config.yaml"
+        save_config(cfg, draft)
+        try:
+            _check_space(draft, search_space)
+        except ConfigError as e:
+            raise ConfigError(str(e).replace(str(draft), str(base))) from None
+    _claim_search_dir(out, overwrite)
     save_config(cfg, base)
-    _check_space(base, search_space)
 
     verbosity = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # our own line per trial instead of optuna's log records

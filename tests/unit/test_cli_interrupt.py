@@ -18,7 +18,7 @@ def _raising(error):
 @pytest.mark.parametrize(("error", "status", "line"), [
     (Interrupted("stopped by SIGTERM at step 9 of 100; checkpoint c written", exit_code=143), 143,
      "stopped by SIGTERM at step 9 of 100; checkpoint c written"),
-    (SystemExit(130), 130, "interrupted; completed checkpoints are kept (continue with --resume)"),
+    (SystemExit(130), 130, "interrupted (what the command had finished writing stays)"),
 ])
 def test_a_stopped_command_exits_with_the_signals_status_and_one_line(error, status, line, monkeypatch, capsys):
     monkeypatch.setattr(cli, "app", _raising(error))

@@ -25,6 +25,7 @@ from plmkit.embeddings.vectors import load_vectors
 from plmkit.errors import PlmError
 from plmkit.tasks.base import draw_examples
 from plmkit.tokenization.vocab import split_words
+from plmkit.training.logging import stderr
 
 TASKS = ("classification", "multilabel")
 DEFAULT_LR = 1.0e-3
@@ -61,6 +62,10 @@ def _targets(task, examples, multilabel: bool) -> torch.Tensor:
     return hot
 
 
+LOW_COVERAGE = 0.5
+"""Below this share of the training texts' words with a vector, the static classifier warns."""
+
+
 def train_static_classifier(cfg: RunConfig, vectors: str | Path, *, train_limit: int | None = None) -> dict:
     """Train and score the classifier over the static vectors in `vectors` on cfg.task; writes config.yaml,
     metrics.jsonl and results.json into run.output_dir and returns the metrics (steps, train_seconds,
@@ -74,6 +79,8 @@ def train_static_classifier(cfg: RunConfig, vectors: str | Path, *, train_limit:
     multilabel = cfg.task.name == "multilabel"
     run_dir = Path(cfg.run.output_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    for stale in ("results.json", "metrics.jsonl"):  # an earlier run's, perhaps over other vectors: once this
+        (run_dir / stale).unlink(missing_ok=True)  # config.yaml is written, they would pass for its results
     save_config(cfg, run_dir / "config.yaml")
     task = build_task(cfg.task, None, cfg.run.seed)  # reading and scoring need no tokenizer
     train_raw, valid_raw, _ = draw_examples(cfg, task, train_limit)
@@ -84,6 +91,10 @@ def train_static_classifier(cfg: RunConfig, vectors: str | Path, *, train_limit:
         return [e.text if e.text_pair is None else f"{e.text} {e.text_pair}" for e in examples]
 
     x_train, coverage = text_features(texts(train_raw), kv, lowercase)
+    if coverage < LOW_COVERAGE:
+        stderr.print(f"[yellow]warning: the vectors in {vectors} cover {coverage:.0%} of the words of the training "
+                     "texts; a classifier over so few of them measures little (other language or domain? text "
+                     "without spaces, such as Chinese, needs word segmentation before training static vectors)")
     x_valid, _ = text_features(texts(valid_raw), kv, lowercase)
     mean, std = x_train.mean(0), x_train.std(0) + 1e-6
     x_train, x_valid = torch.from_numpy((x_train - mean) / std), torch.from_numpy((x_valid - mean) / std)

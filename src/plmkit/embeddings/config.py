@@ -87,8 +87,8 @@ class EmbeddingsConfig:
 
 
 _POSITIVE = ("vocab.min_count", "embeddings.dim", "embeddings.window", "embeddings.epochs", "embeddings.workers",
-             "word2vec.lr", "glove.x_max", "glove.alpha", "glove.lr", "glove.batch_size")
-_NON_NEGATIVE = ("word2vec.negative", "word2vec.sample", "word2vec.min_lr", "data.min_chars")
+             "word2vec.lr", "glove.x_max", "glove.alpha", "glove.lr", "glove.batch_size", "word2vec.negative")
+_NON_NEGATIVE = ("word2vec.sample", "word2vec.min_lr", "data.min_chars")
 
 
 def is_embeddings_config(path: str | Path) -> bool:
@@ -142,6 +142,11 @@ def validate_embeddings_config(cfg: EmbeddingsConfig, origin: str = "config") ->
         raise ConfigError(f"data.validation_fraction must be in [0, 1); got {cfg.data.validation_fraction} ({origin})")
     if cfg.glove.device not in ("cpu", "cuda", "auto"):
         raise ConfigError(f"glove.device must be cpu, cuda or auto; got {cfg.glove.device!r} ({origin})")
+    if cfg.glove.device == "cuda" and cfg.embeddings.method == "glove":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ConfigError(f"glove.device is cuda, but torch sees no CUDA device here; use cpu or auto ({origin})")
 
 
 def embeddings_to_yaml(cfg: EmbeddingsConfig) -> str:

@@ -26,9 +26,15 @@ DEFAULT_CONTEXTS = [
 """(sense, sentence) pairs for the word "bank", used when no contexts are given."""
 
 
+UNSPACED = re.compile("[\u0e00-\u0e7f\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+"""Thai, kana and CJK ideographs: scripts written without spaces between words."""
+
+
 def word_span(text: str, word: str) -> tuple[int, int]:
-    """Character span of the first whole-word, case-insensitive occurrence of `word` in `text`."""
-    match = re.search(rf"(?<!\w){re.escape(word)}(?!\w)", text, flags=re.IGNORECASE)
+    """Character span of the first whole-word, case-insensitive occurrence of `word` in `text`; a word in a script
+    written without spaces (Chinese, Japanese, Thai) is found anywhere, since no character marks its edges."""
+    before, after = ("", "") if UNSPACED.search(word) else (r"(?<!\w)", r"(?!\w)")
+    match = re.search(before + re.escape(word) + after, text, flags=re.IGNORECASE)
     if match is None:
         raise PlmError(f"the context {text!r} does not contain the word {word!r}; every --context must hold it")
     return match.span()

@@ -33,6 +33,8 @@ def train_embeddings(cfg: EmbeddingsConfig, *, overwrite: bool = False, show_pro
         PlmError: OUT already holds vectors (pass overwrite), or the corpus yields no vocabulary.
     """
     out = Path(cfg.run.output_dir)
+    if out.exists() and not out.is_dir():
+        raise PlmError(f"{out} is a file; give --out (run.output_dir) a folder")
     if (out / VECTORS).exists() and not overwrite:
         raise PlmError(f"{out} already holds {VECTORS}; pass --overwrite to replace it or --out another folder")
     started = time.time()
@@ -45,10 +47,6 @@ def train_embeddings(cfg: EmbeddingsConfig, *, overwrite: bool = False, show_pro
     stderr.print(f"{method}: {len(corpus.train):,} training documents, {total_words:,} words, vocabulary "
                  f"{len(vocab):,} (min_count {cfg.vocab.min_count}); dim {e.dim}, window {e.window}, "
                  f"{e.epochs} epochs")
-    out.mkdir(parents=True, exist_ok=True)
-    for name in WRITTEN:
-        (out / name).unlink(missing_ok=True)
-    (out / "config.yaml").write_text(embeddings_to_yaml(cfg), encoding="utf-8")
     results: dict = {"method": method, "output_dir": str(out), "vocab_size": len(vocab), "dim": e.dim,
                      "window": e.window, "epochs": e.epochs, "train_documents": len(corpus.train),
                      "train_words": total_words, "train_words_in_vocab": int(sum(vocab.counts))}
@@ -71,6 +69,10 @@ def train_embeddings(cfg: EmbeddingsConfig, *, overwrite: bool = False, show_pro
             vectors, extra = _train_glove(cfg, vocab, tokenized, on_epoch)
             results.update(extra)
     results["train_seconds"] = round(time.time() - train_started, 1)
+    out.mkdir(parents=True, exist_ok=True)  # an earlier run's files go only now: a failed or stopped one keeps them
+    for name in WRITTEN:
+        (out / name).unlink(missing_ok=True)
+    (out / "config.yaml").write_text(embeddings_to_yaml(cfg), encoding="utf-8")
     write_vectors(out / VECTORS, vocab.words, vectors)
     vocab.save(out / VOCAB)
     with (out / "metrics.jsonl").open("w", encoding="utf-8") as f:

@@ -50,8 +50,8 @@ def test_non_utf8_names_file_line_and_byte(tmp_path):
 
 
 @pytest.mark.parametrize(("content", "advice"), [
-    ("h\u00e9llo\nworld\n".encode("utf-16"), r"it is UTF-16 text \(it starts with a UTF-16 byte-order mark\).*iconv "
-                                               r"-f utf-16 -t utf-8"),
+    ("h\u00e9llo\nworld\n".encode("utf-16"), (r"it is UTF-16 text \(it starts with a UTF-16 byte-order mark\).*iconv "
+                                               r"-f utf-16 -t utf-8")),
     ("h\u00e9llo\n".encode("utf-32"), r"it is UTF-32 text.*iconv -f utf-32"),
     (b"PK\x03\x04\x00\x00\xff\xd8binary", r"it holds NUL bytes: it looks like a binary file"),
 ])

@@ -74,3 +74,13 @@ def test_bad_input_is_a_clear_error(tiny_encoder, vectors):
         api.contrast_embeddings(tiny_encoder, vectors, "text", CONTEXTS, layer=9)
     with pytest.raises(PlmError, match="not a transformer model folder"):
         api.contrast_embeddings(vectors, vectors, "text", CONTEXTS)
+
+
+def test_a_word_of_a_script_without_spaces_is_found_inside_its_sentence():
+    from plmkit.embeddings.contrast import word_span
+
+    assert word_span("我去银行存钱。", "银行") == (2, 4)
+    assert word_span("河岸边有一家银行。", "银行") == (6, 8)
+    assert word_span("The Bank is open", "bank") == (4, 8)
+    with pytest.raises(PlmError, match="does not contain the word 'bank'"):
+        word_span("an embankment", "bank")  # a Latin word still needs its edges

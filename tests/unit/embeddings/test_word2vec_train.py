@@ -4,6 +4,7 @@ vectors that gensim loads; the config loader; the word vocabulary; neighbours; a
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -96,6 +97,29 @@ def test_an_existing_run_is_not_overwritten_silently(trained):
         api.train_embeddings(_cfg("glove", trained["glove"]), show_progress=False)
 
 
+def test_a_failed_overwrite_keeps_the_earlier_vectors(trained, tmp_path, monkeypatch):
+    """--overwrite replaces the files only once the new vectors exist: a run that fails (or is stopped) while it
+    trains leaves the earlier ones as they were."""
+    out = tmp_path / "copy"
+    shutil.copytree(trained["glove"], out)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    from plmkit.embeddings import train as training
+
+    def fail(*args, **kwargs):
+        raise PlmError("stopped while training")
+
+    monkeypatch.setattr(training, "_train_glove", fail)
+    with pytest.raises(PlmError, match="stopped while training"):
+        api.train_embeddings(_cfg("glove", out), overwrite=True, show_progress=False)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_an_output_path_that_is_a_file_is_refused(tmp_path):
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(PlmError, match=r"afile is a file; give --out \(run\.output_dir\) a folder"):
+        api.train_embeddings(_cfg("word2vec", tmp_path / "afile"), show_progress=False)
+
+
 def test_empty_corpus_is_a_clear_error(tmp_path):
     empty = tmp_path / "empty.txt"
     empty.write_text("\n\n", encoding="utf-8")
@@ -129,6 +153,8 @@ def test_unknown_keys_and_bad_values_fail_naming_them(tmp_path):
         load_embeddings_config(DEBUG["glove"], ["embeddings.method=fasttext"])
     with pytest.raises(ConfigError, match=r"embeddings.dim must be > 0; got 0"):
         load_embeddings_config(None, ["embeddings.dim=0"])
+    with pytest.raises(ConfigError, match=r"word2vec.negative must be > 0; got 0"):
+        load_embeddings_config(None, ["word2vec.negative=0"])  # no hierarchical softmax: nothing would train
     with pytest.raises(ConfigError, match="embeddings.epochs"):
         load_embeddings_config(None, ["embeddings.epochs=two"])
     with pytest.raises(ConfigError, match="does not exist"):

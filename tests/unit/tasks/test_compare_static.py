@@ -5,11 +5,12 @@ the Markdown and the runs; reuse; and the errors for tasks and folders it cannot
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
 
-from plmkit import api
+from plmkit import api, load_config
 from plmkit.compare import compare
 from plmkit.embeddings import classify, load_embeddings_config
 from plmkit.errors import PlmError
@@ -123,12 +124,37 @@ def test_finished_static_runs_are_reused(compared, static_dir):
     assert again["reused"] == 8 and again["table"] == summary["table"]
 
 
+def test_a_failed_static_run_leaves_no_results_that_a_rerun_could_reuse(compared, static_dir, tmp_path):
+    """Its config.yaml (the new vectors) is written first: an older results.json beside it would be reused."""
+    from plmkit.embeddings.classify import train_static_classifier
+    from plmkit.errors import DataError
+
+    _, _, out, _cfg = compared
+    run_dir = tmp_path / "n8-s3"
+    shutil.copytree(out / "static" / "n8-s3", run_dir)
+    assert (run_dir / "results.json").is_file()
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "vectors.txt").write_text("")
+    run_cfg = load_config(run_dir / "config.yaml", [f"run.output_dir={run_dir}"])
+    with pytest.raises(DataError, match="not a word2vec text file"):
+        train_static_classifier(run_cfg, broken, train_limit=8)
+    assert not (run_dir / "results.json").exists() and not (run_dir / "metrics.jsonl").exists()
+
+
 def test_static_arm_errors(data, static_dir, finetune_cfg, task_files, tmp_path):
     cfg = finetune_cfg("classification", *data, tmp_path / "out")
     with pytest.raises(PlmError, match=r"unknown arm\(s\) \['static'\]; .* pass static_vectors"):
         compare(cfg, arms=("pretrained", "static"), show_progress=False)
     with pytest.raises(PlmError, match="--static-vectors .*: no vectors.txt there"):
         compare(cfg, static_vectors=tmp_path, show_progress=False)
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "vectors.txt").write_text("")
+    with pytest.raises(PlmError, match="broken/vectors.txt: not a word2vec text file"):  # before any run
+        compare(cfg, static_vectors=broken, show_progress=False)
+    with pytest.raises(PlmError, match=r"seeds must be .* distinct numbers in \[0, 2\*\*32 - 1\]; got \[-1\]"):
+        compare(cfg, seeds=[-1], static_vectors=static_dir, show_progress=False)
     ner = finetune_cfg("ner", *task_files("ner", tmp_path / "ner"), tmp_path / "ner-out")
     with pytest.raises(PlmError, match="handles classification and multilabel tasks, not 'ner'"):
         compare(ner, static_vectors=static_dir, show_progress=False)

@@ -138,6 +138,17 @@ def test_an_earlier_search_is_kept_unless_overwrite(searched):
     with pytest.raises(PlmError, match="already holds a search"):
         tune(cfg, trials=1, space=SEARCH, show_progress=False)
     assert len(_rows(out)) == 3
+    before = sorted(p.name for p in out.iterdir())
+    with pytest.raises(ConfigError, match=rf"^--param train\.batch_size: .*must be > 0.*{out / 'config.yaml'}"):
+        tune(cfg, trials=1, space=["batch_size=0,16"], overwrite=True, show_progress=False)  # a typo: keeps it all
+    assert sorted(p.name for p in out.iterdir()) == before and len(_rows(out)) == 3
+
+
+def test_a_lora_setting_without_lora_is_refused(finetune_cfg, data, tmp_path):
+    cfg = finetune_cfg("classification", *data, tmp_path / "run")
+    with pytest.raises(ConfigError, match=r"--param adapter\.r: only LoRA uses it.*add --lora"):
+        tune(cfg, trials=1, space=["lora_r=4,8"], show_progress=False)
+    assert not (tmp_path / "run-tune").exists()
 
 
 # --- pruning, divergence, errors ---------------------------------------------------------------------------------

@@ -78,8 +78,8 @@ def _block_size_roberta(tmp):
 def _span_block(tmp):
     """T5's span corruption reads more packed tokens than data.block_size: the error names both."""
     return (MLM.with_name("span_corruption.yaml"), ["objective.noise_density=0.95"], DataError,
-            r"not enough for one block of 469.*\(the 469 packed tokens that span_corruption turns into "
-            r"data\.block_size 32 input tokens\)")
+            (r"not enough for one block of 469.*\(the 469 packed tokens that span_corruption turns into "
+            r"data\.block_size 32 input tokens\)"))
 
 
 def _vocab(tmp):
