@@ -23,7 +23,7 @@ from optuna.trial import FrozenTrial, TrialState
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from plmkit.config import RunConfig, load_config, save_config
-from plmkit.errors import ConfigError, PlmError, TrainingError
+from plmkit.errors import ConfigError, Interrupted, PlmError, TrainingError
 from plmkit.training.logging import stderr
 
 ALIASES = {"lr": "train.lr", "batch_size": "train.batch_size", "epochs": "train.epochs",
@@ -237,13 +237,14 @@ def tune(cfg: RunConfig, *, trials: int, out: str | Path | None = None, space: S
             _write_trials(study, out / "trials.jsonl")
             (out / "results.md").write_text(render_results(study, key, cfg.run.name), encoding="utf-8")
             plot_trials(study, key, out / "tune.png")
+        if any(t.state == TrialState.COMPLETE for t in study.trials):  # also when the search was stopped
+            save_config(_trial_config(base, study.best_trial.params, cfg.run.output_dir), out / "best.yaml")
     counts = {state: sum(STATES.get(t.state) == state for t in study.trials) for state in STATES.values()}
     if not counts["complete"]:
         raise PlmError(f"no trial completed ({counts['pruned']} pruned, {counts['failed']} failed; see "
                        f"{out / 'results.md'}); if the loss diverged, narrow the learning rate, e.g. "
                        "--param lr=1e-5:1e-4:log")
     best = study.best_trial
-    save_config(_trial_config(base, best.params, cfg.run.output_dir), out / "best.yaml")
     result = {"metric": key.removeprefix("eval_"), "direction": direction, "best_value": best.value,
               "best_params": best.params, "best_trial": best.number, "trials": counts, "output_dir": str(out),
               "best_model": str(_trial_dir(out, best.number) / "final"), "best_config": str(out / "best.yaml")}
@@ -277,7 +278,12 @@ def _objective(space: dict[str, BaseDistribution], base: Path, out: Path, key: s
         except TrainingError as e:  # a diverging loss: this trial failed, the search goes on
             trial.set_user_attr("error", str(e))
             raise
+        except Interrupted as e:  # Ctrl-C or SIGTERM: the search ends with what finished
+            trial.set_user_attr("error", str(e))
+            raise Interrupted(f"trial {trial.number}: {e}; the search stopped (results.md and best.yaml in {out} hold "
+                              "the trials that finished)", e.exit_code) from e
         except PlmError as e:  # a config or data error fails every trial alike: stop
+            trial.set_user_attr("error", str(e))
             raise type(e)(f"trial {trial.number} ({_params_text(params)}): {e}; the search stopped") from e
         trial.set_user_attr("step", result.metrics["steps"])
         return result.metrics[f"best_{key}"]

@@ -15,7 +15,7 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 from transformers import PreTrainedModel
 
 from plmkit import api, load_config
-from plmkit.errors import ConfigError, PlmError
+from plmkit.errors import ConfigError, Interrupted, PlmError
 from plmkit.training.logging import read_metrics
 from plmkit.tune import build_space, default_space, metric_key, parse_param, tune
 
@@ -173,6 +173,30 @@ def test_a_pruned_trial_stops_early_and_leaves_nothing_behind(finetune_cfg, data
     again = load_config(out / "trial-001" / "config.yaml", [f"run.output_dir={tmp_path / 'again'}"])
     assert api.finetune(again, show_progress=False).metrics["best_eval_accuracy"] == finished["value"]
     assert "pruned" in (out / "results.md").read_text()
+
+
+def test_a_stopped_search_keeps_the_best_of_the_trials_that_finished(finetune_cfg, data, tmp_path, monkeypatch):
+    """Ctrl-C or SIGTERM during trial 1 (the loop raises Interrupted): the search ends with the signal's status,
+    and best.yaml, results.md and trials.jsonl hold trial 0."""
+    from plmkit import api
+
+    real, calls = api.finetune, []
+
+    def stopped_on_the_second(cfg, **kwargs):
+        calls.append(cfg)
+        if len(calls) == 2:
+            raise Interrupted("stopped by SIGTERM at step 1 of 9; checkpoint c written", exit_code=143)
+        return real(cfg, **kwargs)
+
+    monkeypatch.setattr(api, "finetune", stopped_on_the_second)
+    cfg = finetune_cfg("classification", *data, tmp_path / "run")
+    with pytest.raises(Interrupted, match=r"^trial 1: stopped by SIGTERM.*the search stopped") as stopped:
+        tune(cfg, trials=3, space=SEARCH, show_progress=False)
+    assert stopped.value.exit_code == 143
+    out = tmp_path / "run-tune"
+    rows = {r["number"]: r for r in _rows(out)}
+    assert rows[0]["state"] == "complete" and rows[1]["state"] == "failed" and "SIGTERM" in rows[1]["error"]
+    assert (out / "best.yaml").is_file() and (out / "results.md").is_file()
 
 
 @pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")  # BruteForceSampler
