@@ -332,28 +332,44 @@ def config_show(config: Annotated[Path | None, typer.Argument(help="A run config
 
 @config_app.command("check")
 def config_check(folder: Annotated[Path, typer.Argument(help="A YAML config, or a folder of them.")]) -> None:
-    """Load and validate a YAML config, or every one under a folder."""
-    from plmkit.config import load_config
-    from plmkit.embeddings import is_embeddings_config, load_embeddings_config
-    from plmkit.errors import ConfigError
+    """Load and validate a YAML config, or every one under a folder (each is checked; the mistakes are listed)."""
+    from plmkit.errors import ConfigError, PlmError
 
     if not folder.exists():
         raise ConfigError(f"{folder} does not exist; give a YAML config or a folder of them")
     paths = [folder] if folder.is_file() else sorted([*folder.rglob("*.yaml"), *folder.rglob("*.yml")])
     if not paths:
         raise ConfigError(f"{folder} holds no YAML config (*.yaml, *.yml)")
+    failed = []
     for path in paths:
-        if is_embeddings_config(path):
-            load_embeddings_config(path)
-        else:
-            cfg = load_config(path)
-            if cfg.task is None:  # a pre-training config: the checks `plm pretrain` makes before its data work
-                from plmkit.api import check_pretrain_config
-                from plmkit.objectives import objectives
-
-                check_pretrain_config(cfg, objectives.get(cfg.objective.name).factory.model_kind)
+        try:
+            _check_one_config(path)
+        except PlmError as e:
+            if len(paths) == 1:
+                raise
+            failed.append(str(path))
+            typer.echo(f"error  {path}: {e}", err=True)
+            continue
         typer.echo(f"ok  {path}", err=True)
+    if failed:  # every file is checked first, so that one pass lists every mistake
+        raise ConfigError(f"{len(failed)} of {len(paths)} configs under {folder} failed (listed above): "
+                          f"{', '.join(failed)}")
     emit({"checked": len(paths)})
+
+
+def _check_one_config(path: Path) -> None:
+    from plmkit.config import load_config
+    from plmkit.embeddings import is_embeddings_config, load_embeddings_config
+
+    if is_embeddings_config(path):
+        load_embeddings_config(path)
+        return
+    cfg = load_config(path)
+    if cfg.task is None:  # a pre-training config: the checks `plm pretrain` makes before its data work
+        from plmkit.api import check_pretrain_config
+        from plmkit.objectives import objectives
+
+        check_pretrain_config(cfg, objectives.get(cfg.objective.name).factory.model_kind)
 
 
 @app.command("list")

@@ -428,8 +428,24 @@ def _merge(base: DictConfig, tree: dict, origin: str, prefix: str = "",
         key = prefix + _public_key(getattr(e, "full_key", "") or "?")
         reason = str(e).splitlines()[0]
         if "Key" in type(e).__name__ or "not in" in reason:
-            raise ConfigError(f"unknown config key {key!r} ({origin}); see {docs}") from None
+            hint = _did_you_mean(base, _public_key(getattr(e, "full_key", "") or ""), prefix)
+            raise ConfigError(f"unknown config key {key!r} ({origin}); {hint}see {docs}") from None
         raise ConfigError(f"{key}: {reason} ({origin})") from None
+
+
+def _did_you_mean(base: DictConfig, key: str, prefix: str = "") -> str:
+    """"did you mean 'train.lr'? " for a misspelt leaf whose section exists, else ""."""
+    import difflib
+
+    *path, leaf = key.split(".")
+    node = base
+    for part in path:
+        node = node.get(part, None) if isinstance(node, DictConfig) else None
+    if not isinstance(node, DictConfig):
+        return ""
+    names = ["from" if name == "from_" else str(name) for name in node]
+    close = difflib.get_close_matches(leaf, names, n=1, cutoff=0.6)
+    return f"did you mean {prefix + '.'.join([*path, close[0]])!r}? " if close else ""
 
 
 def _public_key(key: str) -> str:

@@ -40,3 +40,14 @@ def test_an_objective_and_arch_that_do_not_fit_are_caught(tmp_path):
     bad.write_text("objective: {name: mlm}\nmodel: {arch: gpt2}\n")
     result = CliRunner().invoke(app, ["config", "check", str(bad)])
     assert "trains a masked_lm model but model.arch is 'gpt2'" in str(result.exception)
+
+
+def test_a_folder_is_checked_whole_and_every_mistake_listed(tmp_path):
+    (tmp_path / "a_good.yaml").write_text(MLM.read_text())
+    (tmp_path / "b_typo.yaml").write_text("train: {lrr: 0.1}\n")
+    (tmp_path / "c_negative.yaml").write_text("train: {max_steps: -5}\n")
+    result = CliRunner().invoke(app, ["config", "check", str(tmp_path)])
+    assert isinstance(result.exception, ConfigError)
+    assert "2 of 3 configs" in str(result.exception) and "c_negative.yaml" in str(result.exception)
+    assert "unknown config key 'train.lrr'" in result.stderr and "train.max_steps must be > 0" in result.stderr
+    assert f"ok  {tmp_path / 'a_good.yaml'}" in result.stderr and result.stdout == ""

@@ -4,6 +4,7 @@ save/load round trip and field docs."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 
@@ -355,3 +356,14 @@ def test_seed_out_of_range(seed):
 def test_a_vocabulary_beyond_any_in_use_is_refused_before_the_trainer_aborts():
     assert "tokenizer.train.vocab_size must be <= 16,777,216" in _error(None, ["tokenizer.train.vocab_size=3000000000"])
     load_config(None, [f"tokenizer.train.vocab_size={2**24}"])
+
+
+@pytest.mark.parametrize(("override", "hint"), [("tokenizer.train.vocab=5", "did you mean 'tokenizer.train.vocab_size'?"),
+                                                ("objective.mask_prb=0.2", "did you mean 'objective.mask_prob'?"),
+                                                ("init.frm=x", "did you mean 'init.from'?"),
+                                                ("train.zzz=1", "see `plm config show --doc`")])
+def test_a_misspelt_key_gets_the_nearest_one(override, hint):
+    message = _error(Path(__file__).parents[3] / "configs" / "debug" / "mlm.yaml", [override])
+    assert f"unknown config key '{override.split('=')[0]}'" in message and hint in message
+    if "zzz" in override:
+        assert "did you mean" not in message
