@@ -197,6 +197,11 @@ def pretrain(cfg: RunConfig, *, resume: bool = False, overwrite: bool = False,
             raise
         raise DataError(f"{e} (the {block_size} packed tokens that {cfg.objective.name} turns into "
                         f"data.block_size {cfg.data.block_size} input tokens)") from None
+    train_blocks = blocks["train"]
+    if accelerator.is_main_process and train_blocks.dropped > 0.01 * (len(train_blocks) * train_blocks.stride):
+        stderr.print(f"[yellow]warning: {train_blocks.dropped:,} training tokens are left out: each of the "
+                     f"{len(train_blocks.files)} shards ends in a piece shorter than a block; raise data.shard_tokens "
+                     f"(now {cfg.data.shard_tokens:,}) well above data.block_size")
     if accelerator.is_main_process:
         (run_dir / "data_report.json").write_text(json.dumps(data.report.to_dict(), indent=1))
         stderr.print(f"model: {cfg.model.arch if not cfg.init.from_ else cfg.init.from_}, "

@@ -166,6 +166,8 @@ def cache_key(cfg: DataConfig, tokenizer: PreTrainedTokenizerFast, seed: int, *,
     }
     if segmenter != "none":
         parts["segmenter"] = segmenter
+    if cfg.shard_tokens != DataConfig.shard_tokens:  # the default keeps the keys it always had
+        parts["shard_tokens"] = cfg.shard_tokens
     return hashlib.blake2b(json.dumps(parts, sort_keys=True).encode("utf-8"), digest_size=16).hexdigest()
 
 
@@ -329,6 +331,7 @@ class PackedDataset(Dataset):
         self.has_words = meta.get("segmenter", "none") != "none"
         sizes = [f.stat().st_size // self.dtype.itemsize for f in self.files]
         self.first_block = np.cumsum([0] + [n // self.stride for n in sizes])  # (shards + 1,)
+        self.dropped = sum(n % self.stride for n in sizes)  # each shard's tail, shorter than a block
         if self.first_block[-1] == 0:
             hint = " (or raise data.validation_fraction)" if split == "validation" else ""
             raise DataError(f"the {split} split has {sum(sizes)} tokens in {len(sizes)} shard(s), not enough "

@@ -71,6 +71,18 @@ def test_shard_tokens_splits_into_several_shards(data_cfg, tokenizer):
     assert np.concatenate([t for t, _ in parts]).tolist() == expected_stream(tokenizer, corpus.train)
 
 
+def test_shard_size_is_part_of_the_key_and_tails_are_counted(data_cfg, tokenizer):
+    """Another data.shard_tokens gives other shards (it used to return the cached ones); the tokens left out at each
+    shard's end are counted (`dropped`), for the run's warning."""
+    default = prepare(data_cfg, tokenizer)
+    small = prepare(dataclasses.replace(data_cfg, shard_tokens=200), tokenizer)
+    assert small.path != default.path and small.meta["shards"]["train"] > default.meta["shards"]["train"] == 1
+    for data in (default, small):
+        ds = data.dataset("train", block_size=32)
+        assert ds.dropped + len(ds) * 32 == data.meta["tokens"]["train"]
+    assert small.dataset("train", block_size=32).dropped > default.dataset("train", block_size=32).dropped
+
+
 def test_document_longer_than_a_shard_is_split():
     docs = [np.arange(3), np.arange(10, 20), np.arange(30, 32)]
     out = list(pack_shards(docs, shard_tokens=4))
