@@ -754,6 +754,9 @@ def estimate(model: str, *, tokens: str | float | None = None, hardware: str = "
     plan(0.5, "a stand-in")  # every other input checked before 20 steps are spent on the measurement
     mfu, source = planning.measure_mfu(measure)
     stderr.print(f"MFU {source}; used for {devices} x {hardware}")
+    if "CPU" in source:
+        stderr.print(f"[yellow]warning: this MFU was measured on a CPU; a {hardware}'s differs (kernels, precision, "
+                     "memory bandwidth): measure on the hardware you plan for, or give --mfu")
     return plan(mfu, source)
 
 

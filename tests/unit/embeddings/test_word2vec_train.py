@@ -13,7 +13,7 @@ import pytest
 from plmkit import api
 from plmkit.embeddings import is_embeddings_config, load_embeddings_config
 from plmkit.embeddings.config import EmbeddingsConfig
-from plmkit.errors import ConfigError, DataError, PlmError
+from plmkit.errors import ConfigError, DataError, PlmError, TrainingError
 from plmkit.tokenization.vocab import WordVocab, build_vocab, split_words
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -112,6 +112,14 @@ def test_a_failed_overwrite_keeps_the_earlier_vectors(trained, tmp_path, monkeyp
     with pytest.raises(PlmError, match="stopped while training"):
         api.train_embeddings(_cfg("glove", out), overwrite=True, show_progress=False)
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_a_glove_fit_worse_than_zero_vectors_is_an_error(tmp_path):
+    """A learning rate far too high gives finite but exploding losses: no nan to stop on, vectors of noise."""
+    with pytest.raises(TrainingError, match=r"the GloVe loss ended at .*, above the .* of all-zero vectors.*lower "
+                                            r"glove\.lr \(now 1e\+?0?9"):
+        api.train_embeddings(_cfg("glove", tmp_path / "hot", "glove.lr=1e9"), show_progress=False)
+    assert not (tmp_path / "hot" / "vectors.txt").exists()
 
 
 def test_an_output_path_that_is_a_file_is_refused(tmp_path):
