@@ -248,5 +248,5 @@ def test_finetune_train_limit(finetune_cfg, task_files, tmp_path, monkeypatch):
 @pytest.mark.parametrize(("seeds", "shown"), [(0, "got 0"), ([3, 3], r"got \[3, 3\]")])
 def test_bad_seeds_are_echoed_as_given(seeds, shown, data, finetune_cfg, tmp_path):
     cfg = finetune_cfg("classification", *data, tmp_path / "out")
-    with pytest.raises(PlmError, match=rf"seeds must be a count >= 1 or distinct numbers; {shown}"):
+    with pytest.raises(PlmError, match=rf"seeds must be a count >= 1 or distinct numbers in \[0, 2\*\*32 - 1\]; {shown}"):
         compare(cfg, seeds=seeds, show_progress=False)
