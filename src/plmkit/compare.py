@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import os
 import shutil
 import statistics
 import time
@@ -110,7 +111,8 @@ def compare(cfg: RunConfig, *, sizes: Sequence[int] = DEFAULT_SIZES, seeds: int 
                  f"{len(seeds)} seeds = {len(plan)} runs of {cfg.task.name} on {cfg.task.train}; {metric} on "
                  f"{cfg.task.validation or 'held-out training rows'}; results in {out}")
     out.mkdir(parents=True, exist_ok=True)
-    (out / "runs.jsonl").write_text("")
+    growing = out / "runs.jsonl.partial"  # becomes runs.jsonl with compare.md: a stopped rerun leaves the old three
+    growing.write_text("")
     rows, started = [], time.time()
     with progress_bar(show_progress, label="compare", status=False) as progress:
         bar = progress.add_task("runs", total=len(plan))
@@ -122,7 +124,7 @@ def compare(cfg: RunConfig, *, sizes: Sequence[int] = DEFAULT_SIZES, seeds: int 
                    **_run_one(run_cfg, arm, size, key, overwrite=overwrite, keep_models=keep_models,
                              train=known[arm])}
             rows.append(row)
-            with (out / "runs.jsonl").open("a", encoding="utf-8") as f:
+            with growing.open("a", encoding="utf-8") as f:
                 f.write(json.dumps(row) + "\n")
             took = "reused" if row["reused"] else f"{row['seconds']:.0f} s, {row['steps']} steps"
             line = f"{arm:10s} n={size:<6,} seed={seed:<5} {metric} {row['value']:.4f} ({took})"
@@ -138,6 +140,7 @@ def compare(cfg: RunConfig, *, sizes: Sequence[int] = DEFAULT_SIZES, seeds: int 
                "wall_seconds": round(time.time() - started, 1)}
     (out / "compare.json").write_text(json.dumps(summary, indent=1))
     (out / "compare.md").write_text(render_markdown(summary), encoding="utf-8")
+    os.replace(growing, out / "runs.jsonl")
     plot_compare(summary, out / "compare.png")
     stderr.print(render_markdown(summary, header=False) + f"in {out}: compare.md, compare.json, compare.png",
                  soft_wrap=True)

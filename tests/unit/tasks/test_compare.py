@@ -213,6 +213,21 @@ def test_resume_reuses_finished_runs_and_overwrite_reruns(data, finetune_cfg, tm
     assert len(calls) == 2 and not any(r["reused"] for r in _rows(out))
     _, calls = run(min_steps=3)  # other settings (epochs 3, not 2): nothing to reuse
     assert len(calls) == 2
+    finished = (out / "runs.jsonl").read_text()
+    with pytest.MonkeyPatch.context() as mp:  # a rerun stopped at its second run leaves the finished files alone
+        real = api.finetune
+        calls = []
+
+        def stops_at_the_second(*args, **kwargs):
+            calls.append(1)
+            if len(calls) == 2:
+                raise KeyboardInterrupt
+            return real(*args, **kwargs)
+
+        mp.setattr(api, "finetune", stops_at_the_second)
+        with pytest.raises(KeyboardInterrupt):
+            compare(cfg, sizes=(8,), seeds=(6,), min_steps=2, show_progress=False)
+    assert (out / "runs.jsonl").read_text() == finished
 
 
 def test_unknown_arm_is_a_clear_error(data, finetune_cfg, tmp_path):
