@@ -26,10 +26,10 @@ from plmkit.objectives import build_objective, objectives
 from plmkit.objectives.base import WRAPPED_PREFIX
 from plmkit.tokenization import check_compatibility, load_tokenizer, train_tokenizer
 from plmkit.tokenization.compat import check_block_size, max_positions, position_limit
-from plmkit.tokenization.special import check_roles, default_special_tokens
+from plmkit.tokenization.special import check_roles, default_special_tokens, special_token_order
 from plmkit.training import fit
 from plmkit.training.logging import stderr
-from plmkit.training.loop import build_accelerator
+from plmkit.training.loop import build_accelerator, interrupted_after
 
 RUN_ARTIFACTS = ("metrics.jsonl", "checkpoints", "final")
 """A folder holding any of these holds a run: pretrain refuses it unless told to resume or overwrite."""
@@ -87,15 +87,18 @@ def train_tokenizer_for(cfg: RunConfig, *, show_progress: bool = True):
     if len(tokenizer) > cfg.tokenizer.train.vocab_size:
         stderr.print(f"the tokenizer has {len(tokenizer):,} tokens, more than tokenizer.train.vocab_size "
                      f"({cfg.tokenizer.train.vocab_size:,}): {cfg.tokenizer.train.algorithm} keeps a token for every "
-                     "character of the text (Chinese text has thousands)")
+                     "character of the text (Chinese text has thousands)")  # bpe: refused below 256 + specials
     save_run_tokenizer(tokenizer, cfg)
     stderr.print(f"tokenizer ({cfg.tokenizer.train.algorithm}, {len(tokenizer)} tokens) saved to {out}")
     return tokenizer
 
 
-def save_run_tokenizer(tokenizer, cfg: RunConfig) -> None:
-    """Save the run's tokenizer into run_dir/tokenizer/ with the key of what it was made from."""
+def save_run_tokenizer(tokenizer, cfg: RunConfig, *, resume: bool = False) -> None:
+    """Save the run's tokenizer into run_dir/tokenizer/ with the key of what it was made from; never over a tokenizer
+    plmkit did not write (one a resumed run was trained with, from before the stamp, is its own)."""
     out = Path(cfg.run.output_dir) / "tokenizer"
+    if not resume:
+        _refuse_foreign_tokenizer(out, "the run would write its tokenizer over it")
     tokenizer.save_pretrained(out)
     (out / TOKENIZER_STAMP).write_text(json.dumps({"key": _tokenizer_key(cfg)}))
 
@@ -112,13 +115,17 @@ def _refuse_foreign_tokenizer(folder: Path, why: str) -> None:
     """Raise when `folder` (run_dir/tokenizer) holds files but no stamp: a tokenizer plmkit did not write (the
     user's own, or one from a plmkit older than the stamp), which nothing may delete or write over."""
     if folder.is_dir() and any(folder.iterdir()) and _made_from(folder) is None:
-        raise PlmError(f"{folder} holds a tokenizer plmkit did not write ({why}); move it out of run.output_dir "
-                       "(to train with it as it is, set tokenizer.pretrained to its new path)")
+        raise PlmError(f"{folder} holds a tokenizer without plmkit's stamp (your own, or one written by a plmkit "
+                       f"older than the stamp), and {why}; move it out of run.output_dir (to train with it as it is, "
+                       "set tokenizer.pretrained to its new path)")
 
 
 def _tokenizer_key(cfg: RunConfig) -> str:
+    tokenizer = asdict(cfg.tokenizer)
+    if tokenizer["train"]["strip_accents"] is None:  # null trains what a plmkit without the key trained: same key
+        del tokenizer["train"]["strip_accents"]
     parts = {"input": input_fingerprint(cfg.data), "seed": cfg.run.seed, "arch": cfg.model.arch,
-             "data": {k: getattr(cfg.data, k) for k in KEYED_SETTINGS}, "tokenizer": asdict(cfg.tokenizer)}
+             "data": {k: getattr(cfg.data, k) for k in KEYED_SETTINGS}, "tokenizer": tokenizer}
     return hashlib.blake2b(json.dumps(parts, sort_keys=True, default=str).encode(), digest_size=12).hexdigest()
 
 
@@ -139,8 +146,9 @@ def resolve_tokenizer(cfg: RunConfig, *, show_progress: bool = True, resume: boo
         if resume or _made_from(saved) == _tokenizer_key(cfg):
             return load_tokenizer(str(saved))
         _refuse_foreign_tokenizer(saved, "training the configured tokenizer would write over it")
-        stderr.print(f"{saved} was not made from this config's data and tokenizer settings: training the "
-                     "configured tokenizer in its place (set tokenizer.pretrained to use a tokenizer as it is)")
+        if not _held_artifacts(saved.parent):  # where a run is held, train_tokenizer_for refuses: no line before it
+            stderr.print(f"{saved} was not made from this config's data and tokenizer settings: training the "
+                         "configured tokenizer in its place (set tokenizer.pretrained to use a tokenizer as it is)")
     return train_tokenizer_for(cfg, show_progress=show_progress)
 
 
@@ -177,7 +185,7 @@ def pretrain(cfg: RunConfig, *, resume: bool = False, overwrite: bool = False,
         tokenizer = resolve_tokenizer(cfg, show_progress=show_progress, resume=resume)
         objective, data = _objective_and_shards(cfg, tokenizer, show_progress=show_progress)
         if accelerator.is_main_process:  # the run's tokenizer, with what the objective added
-            save_run_tokenizer(tokenizer, cfg)
+            save_run_tokenizer(tokenizer, cfg, resume=resume)
     if cfg.init.from_:
         model = load_pretrained_model(cfg.init.from_, kind)
         if hasattr(objective, "load_extra"):  # what the objective saved beside the model (ELECTRA's generator/)
@@ -198,7 +206,8 @@ def pretrain(cfg: RunConfig, *, resume: bool = False, overwrite: bool = False,
         raise DataError(f"{e} (the {block_size} packed tokens that {cfg.objective.name} turns into "
                         f"data.block_size {cfg.data.block_size} input tokens)") from None
     train_blocks = blocks["train"]
-    if accelerator.is_main_process and train_blocks.dropped > 0.01 * (len(train_blocks) * train_blocks.stride):
+    if accelerator.is_main_process and len(train_blocks.files) > 1 \
+            and train_blocks.dropped > 0.01 * (len(train_blocks) * train_blocks.stride):  # what more shards lose
         stderr.print(f"[yellow]warning: {train_blocks.dropped:,} training tokens are left out: each of the "
                      f"{len(train_blocks.files)} shards ends in a piece shorter than a block; raise data.shard_tokens "
                      f"(now {cfg.data.shard_tokens:,}) well above data.block_size")
@@ -213,7 +222,8 @@ def pretrain(cfg: RunConfig, *, resume: bool = False, overwrite: bool = False,
         eval_blocks = []
         stderr.print("data.validation_fraction is 0: every document is trained on, and nothing is evaluated")
     result = fit(cfg, model, objective, blocks["train"], eval_blocks, run_dir, resume=resume,
-                 accelerator=accelerator, show_progress=show_progress)
+                 accelerator=accelerator, show_progress=show_progress,
+                 resume_command=f"plm pretrain {run_dir / 'config.yaml'} --resume")
     if result.done_before:
         return _finished_run(run_dir, accelerator)
     metrics = {"steps": result.steps, "tokens_seen": result.tokens_seen, **result.metrics}
@@ -230,6 +240,7 @@ def pretrain(cfg: RunConfig, *, resume: bool = False, overwrite: bool = False,
         (run_dir / "results.json").write_text(json.dumps(metrics, indent=1))
     accelerator.wait_for_everyone()
     accelerator.end_training()  # closes trackers and, under torchrun, the process group
+    interrupted_after(result, run_dir / "final")
     return RunResult(output_dir=run_dir, metrics=metrics)
 
 
@@ -247,7 +258,7 @@ def check_pretrain_config(cfg: RunConfig, kind: str) -> None:
     if cfg.model.arch == "roberta" and cfg.tokenizer.pretrained is None:  # trained here: its pad id is known now
         specials = check_roles(cfg.tokenizer.special_tokens if cfg.tokenizer.special_tokens is not None
                                else default_special_tokens(cfg.model.arch))
-        pad_id = list(dict.fromkeys(specials.values())).index(specials["pad"]) if "pad" in specials else None
+        pad_id = special_token_order(specials).index(specials["pad"]) if "pad" in specials else None
     else:
         pad_id = None  # RoBERTa loses one position at least; the loaded tokenizer's id is checked once it loads
     table = cfg.model.max_position_embeddings
@@ -405,7 +416,8 @@ def render_model_card(cfg: RunConfig, report: dict, metrics: dict, kind: str) ->
 
 
 def finetune(cfg: RunConfig, *, scratch: bool = False, resume: bool = False, overwrite: bool = False,
-             show_progress: bool = True, train_limit: int | None = None, on_eval=None) -> RunResult:
+             show_progress: bool = True, train_limit: int | None = None, on_eval=None,
+             resumable: bool = True) -> RunResult:
     """`plm finetune`: a task head on init.from (or, with `scratch`, the same architecture with random weights),
     trained by the same loop; the best checkpoint on validation becomes final/ (loadable by AutoModelFor*).
 
@@ -413,6 +425,8 @@ def finetune(cfg: RunConfig, *, scratch: bool = False, resume: bool = False, ove
         train_limit: train on this many training examples, drawn at random with run.seed (the validation set,
             when taken from the training file, is held out first).
         on_eval: passed to `fit`: called as on_eval(step, row) after each evaluation.
+        resumable: a run stopped by a signal names `plm finetune ... --resume` to continue it; False for the runs
+            of compare and tune, which say what to do themselves.
     """
     from plmkit.tasks import build_task
     from plmkit.tasks.base import draw_examples
@@ -446,8 +460,9 @@ def finetune(cfg: RunConfig, *, scratch: bool = False, resume: bool = False, ove
         stderr.print(f"{cfg.task.name}: {len(train):,} training and {len(valid):,} validation examples, "
                      f"{len(task.labels)} labels; model {cfg.init.from_}{' (from scratch)' if scratch else ''}, "
                      f"{sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters")
+    command = f"plm finetune {run_dir / 'config.yaml'} --resume" + (" --scratch" if scratch else "")
     result = fit(cfg, model, task, train, valid, run_dir, resume=resume, accelerator=accelerator,
-                 show_progress=show_progress, on_eval=on_eval)
+                 show_progress=show_progress, on_eval=on_eval, resume_command=command if resumable else None)
     if result.done_before:
         return _finished_run(run_dir, accelerator)
     metrics = {"steps": result.steps, "tokens_seen": result.tokens_seen, **result.metrics}
@@ -476,6 +491,7 @@ def finetune(cfg: RunConfig, *, scratch: bool = False, resume: bool = False, ove
         plot_finetune_curves(run_dir)
     accelerator.wait_for_everyone()
     accelerator.end_training()
+    interrupted_after(result, run_dir / "final")
     return RunResult(output_dir=run_dir, metrics=metrics)
 
 
@@ -754,7 +770,9 @@ def estimate(model: str, *, tokens: str | float | None = None, hardware: str = "
     plan(0.5, "a stand-in")  # every other input checked before 20 steps are spent on the measurement
     mfu, source = planning.measure_mfu(measure)
     stderr.print(f"MFU {source}; used for {devices} x {hardware}")
-    if "CPU" in source:
+    import torch
+
+    if not torch.cuda.is_available():  # measure_mfu ran on this machine's CPU
         stderr.print(f"[yellow]warning: this MFU was measured on a CPU; a {hardware}'s differs (kernels, precision, "
                      "memory bandwidth): measure on the hardware you plan for, or give --mfu")
     return plan(mfu, source)

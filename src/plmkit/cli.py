@@ -31,14 +31,11 @@ QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.
 
 
 def _progress(quiet: bool) -> bool:
-    """show_progress for a command's --quiet; quiet also turns off the bars transformers draws (loading weights) and
-    its warnings, such as the load report that lists a new task head's weights as missing (each run of compare and
-    tune would print it)."""
+    """show_progress for a command's --quiet; quiet also turns off the bars transformers draws (loading weights)."""
     if quiet:
         from transformers.utils import logging as transformers_logging
 
         transformers_logging.disable_progress_bar()
-        transformers_logging.set_verbosity_error()
     return not quiet
 
 

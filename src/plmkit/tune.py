@@ -274,14 +274,14 @@ def _objective(space: dict[str, BaseDistribution], base: Path, out: Path, key: s
                 raise optuna.TrialPruned(f"at evaluation {evaluations} (step {step})")
 
         try:
-            result = finetune(trial_cfg, overwrite=True, show_progress=False, on_eval=on_eval)
+            result = finetune(trial_cfg, overwrite=True, show_progress=False, on_eval=on_eval, resumable=False)
         except TrainingError as e:  # a diverging loss: this trial failed, the search goes on
             trial.set_user_attr("error", str(e))
             raise
         except Interrupted as e:  # Ctrl-C or SIGTERM: the search ends with what finished
             trial.set_user_attr("error", str(e))
             raise Interrupted(f"trial {trial.number}: {e}; the search stopped (results.md and best.yaml in {out} hold "
-                              "the trials that finished)", e.exit_code) from e
+                              "the trials that finished; a search is not resumed)", e.exit_code) from e
         except PlmError as e:  # a config or data error fails every trial alike: stop
             trial.set_user_attr("error", str(e))
             raise type(e)(f"trial {trial.number} ({_params_text(params)}): {e}; the search stopped") from e

@@ -33,3 +33,25 @@ def test_other_exits_pass_unchanged(monkeypatch, capsys):
     with pytest.raises(SystemExit) as ended:
         cli.main()
     assert ended.value.code == 0 and capsys.readouterr().err == ""
+
+
+def test_a_ctrl_c_outside_training_goes_through_typer_to_the_line(monkeypatch, capsys):
+    """Typer turns KeyboardInterrupt into its Exit(130) (silently): main must still say what happened."""
+    import typer
+
+    stopped = typer.Typer()
+
+    @stopped.command()
+    def work() -> None:
+        raise KeyboardInterrupt
+
+    @stopped.command()
+    def other() -> None:  # two commands: typer then wants the command's name, as plm's app does
+        pass
+
+    monkeypatch.setattr(cli, "app", stopped)
+    monkeypatch.setattr("sys.argv", ["plm", "work"])
+    with pytest.raises(SystemExit) as ended:
+        cli.main()
+    assert ended.value.code == 130
+    assert capsys.readouterr().err.strip().endswith("interrupted (what the command had finished writing stays)")

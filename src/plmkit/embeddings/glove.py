@@ -151,7 +151,7 @@ def fit_glove(rows: np.ndarray, cols: np.ndarray, values: np.ndarray, vocab_size
         if on_epoch is not None:
             on_epoch(epoch, loss, time.time() - started)
     zeros = 0.5 * (f_x.double() * log_x.double() ** 2).sum().item() / n  # the loss of all-zero vectors and biases
-    if losses[-1] > zeros:  # finite, so not caught above, but the fit is worse than no vectors at all
+    if zeros > 0 and losses[-1] > zeros:  # finite, so not caught above, but worse than no vectors at all
         raise TrainingError(f"the GloVe loss ended at {losses[-1]:.4g}, above the {zeros:.4g} of all-zero vectors: "
                             f"the step size diverged; lower glove.lr (now {lr:g})")
     vectors = (weights[:v] + weights[v:]).cpu().numpy().astype(np.float32)

@@ -37,6 +37,11 @@ def train_embeddings(cfg: EmbeddingsConfig, *, overwrite: bool = False, show_pro
         raise PlmError(f"{out} is a file; give --out (run.output_dir) a folder")
     if (out / VECTORS).exists() and not overwrite:
         raise PlmError(f"{out} already holds {VECTORS}; pass --overwrite to replace it or --out another folder")
+    if cfg.embeddings.method == "glove" and cfg.glove.device == "cuda":  # here, not in the config: it may be for
+        import torch  # another machine
+
+        if not torch.cuda.is_available():
+            raise PlmError("glove.device is cuda, but torch sees no CUDA device on this machine; use cpu or auto")
     started = time.time()
     corpus = load_corpus(cfg.data, cfg.run.seed)
     tokenized = [split_words(doc, cfg.vocab.lowercase) for doc in corpus.train]

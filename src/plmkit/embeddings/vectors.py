@@ -40,13 +40,14 @@ def _vectors_file(where: str | Path) -> Path:
     return path
 
 
-def load_vectors(where: str | Path):
-    """(gensim KeyedVectors, WordVocab or None) from a `plm embeddings train` folder or a word2vec text file."""
+def load_vectors(where: str | Path, limit: int | None = None):
+    """(gensim KeyedVectors, WordVocab or None) from a `plm embeddings train` folder or a word2vec text file; with
+    `limit`, only its first `limit` vectors (a cheap check that the file reads)."""
     from gensim.models import KeyedVectors
 
     path = _vectors_file(where)
     try:
-        kv = KeyedVectors.load_word2vec_format(str(path), binary=False)
+        kv = KeyedVectors.load_word2vec_format(str(path), binary=False, limit=limit)
     except (ValueError, UnicodeDecodeError, EOFError) as e:
         raise DataError(f"{path}: not a word2vec text file ({e})") from None
     vocab_file = path.parent / VOCAB

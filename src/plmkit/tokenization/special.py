@@ -38,6 +38,11 @@ def default_special_tokens(arch: str) -> dict[str, str]:
     return dict(_DEFAULTS[arch])
 
 
+def special_token_order(special_tokens: dict[str, str]) -> list[str]:
+    """The distinct special tokens in role order: a tokenizer trained by plmkit gives them ids 0, 1, 2, ..."""
+    return list(dict.fromkeys(check_roles(special_tokens).values()))
+
+
 def check_roles(special_tokens: dict[str, str], key: str = "tokenizer.special_tokens") -> dict[str, str]:
     """Check that every role is known and every token a non-empty string; returns the dict in role order.
 

@@ -23,7 +23,7 @@ from transformers import PreTrainedTokenizerFast
 
 from plmkit.config import TokenizerConfig
 from plmkit.errors import ConfigError, DataError
-from plmkit.tokenization.special import ARCHES, check_roles, default_special_tokens
+from plmkit.tokenization.special import ARCHES, check_roles, default_special_tokens, special_token_order
 
 
 def train_tokenizer(texts: Iterable[str], cfg: TokenizerConfig, arch: str, out_dir: str | Path, *,
@@ -52,7 +52,7 @@ def train_tokenizer(texts: Iterable[str], cfg: TokenizerConfig, arch: str, out_d
     if arch not in ARCHES:
         raise ConfigError(f"model.arch must be one of {', '.join(ARCHES)}; got {arch!r}")
     specials = check_roles(cfg.special_tokens if cfg.special_tokens is not None else default_special_tokens(arch))
-    tokens: list = list(dict.fromkeys(specials.values()))  # distinct, in role order -> ids 0, 1, 2, ...
+    tokens: list = special_token_order(specials)  # ids 0, 1, 2, ...
     if cfg.train.algorithm in ("bpe", "unigram") and list(specials.values()).count(specials.get("mask")) == 1:
         # as in RoBERTa / XLM-R: "is <mask>." -> "is", "<mask>", "." (the space joins the mask, as in pre-training)
         tokens[tokens.index(specials["mask"])] = AddedToken(specials["mask"], lstrip=True, special=True,

@@ -12,7 +12,8 @@ SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 class StopRequest:
     """A context that turns SIGINT and SIGTERM into a request the training loop reads between steps (`signal`: the
-    name of the first one received, else None). A second SIGINT stops at once (KeyboardInterrupt), as usual.
+    name of the first one received, else None). A second signal stops at once, as it would without the context
+    (SIGINT: KeyboardInterrupt; SIGTERM: the previous handler, by default the end of the process).
 
     Handlers are installed only from the main thread (Python delivers signals there), and not for a signal that is
     ignored (a process started in the background of a shell ignores SIGINT: it stays ignored). On exit the previous
@@ -33,10 +34,13 @@ class StopRequest:
         return self
 
     def _handle(self, signum: int, frame) -> None:
-        if self.signal is not None and signum == signal.SIGINT:
+        if self.signal is not None:  # the second one: stop now, as that signal does without this context
             self._restore()
-            raise KeyboardInterrupt
-        self.signal = self.signal or signal.Signals(signum).name
+            if signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            signal.raise_signal(signum)
+            return
+        self.signal = signal.Signals(signum).name
 
     def _restore(self) -> None:
         for sig, handler in self._previous.items():
@@ -48,6 +52,8 @@ class StopRequest:
 
 
 def ignore_interrupts_in_worker(worker_id: int) -> None:
-    """DataLoader worker_init_fn: a terminal's Ctrl-C reaches the workers too, and a worker that exits on it would
-    break the batch the training process still fetches before it stops; the training process stops them."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    """DataLoader worker_init_fn: a terminal's Ctrl-C, and the SIGTERM a launcher (torchrun: os.killpg) or a
+    scheduler (SLURM) sends to every process, reach the workers too; a worker that died of one would break the batch
+    the training process still fetches before it stops. The training process ends them (or they see it gone)."""
+    for sig in SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)

@@ -53,6 +53,12 @@ def resolve_precision(precision: str) -> str:
     return "bf16" if cpu_has_fast_bf16() else "fp32"
 
 
+def half_precision_slowdown(precision: str) -> float:
+    """How many times slower this CPU's `precision` (bf16, fp16) matmuls run than its fp32 ones (the matmul probes
+    the MFU peak comes from; cached per process)."""
+    return flops.measured_peak_flops("fp32") / flops.measured_peak_flops(precision)
+
+
 def cpu_has_fast_bf16() -> bool:
     """Whether the CPU has bf16 instructions (x86 AVX512-BF16 or AMX; the bf16 flag of an Arm CPU)."""
     try:
@@ -76,6 +82,9 @@ class FitResult:
     """The prepared training module (objective.wrap, then DDP/FSDP), for `accelerator.get_state_dict` at export."""
     done_before: bool = False
     """A resumed run whose checkpoint had already reached max_steps: nothing was trained (metrics is empty)."""
+    stopped_by: str | None = None
+    """A signal (SIGINT, SIGTERM) that came during the last step, when there was nothing left to stop: the caller
+    finishes the run, then stops (`interrupted_after`)."""
 
 
 class Positions(Dataset):
@@ -182,23 +191,30 @@ def build_accelerator(cfg: RunConfig, run_dir: Path) -> Accelerator:
 
 def fit(cfg: RunConfig, model: torch.nn.Module, objective: Objective, train_set: Dataset, eval_set: Dataset,
         run_dir: Path, *, resume: bool = False, accelerator: Accelerator | None = None,
-        show_progress: bool = True, on_eval: Callable[[int, dict], None] | None = None) -> FitResult:
+        show_progress: bool = True, on_eval: Callable[[int, dict], None] | None = None,
+        resume_command: str | None = None) -> FitResult:
     """Train `model` with `objective` on packed blocks; write metrics.jsonl, checkpoints/ and loss.png in run_dir.
 
     Args:
         resume: continue from the latest complete checkpoint in run_dir/checkpoints (start fresh if none).
         on_eval: called as on_eval(step, row) on the main process after each evaluation (e.g. `plm tune` reports the
             score to optuna there, and stops a pruned trial by raising).
+        resume_command: the command that continues this run, for the message of a run stopped by a signal (None:
+            the caller says what to do instead).
+
+    Raises:
+        Interrupted: SIGINT or SIGTERM asked the run to stop; it did after the step it was in, with a checkpoint.
     """
     acc = accelerator or build_accelerator(cfg, run_dir)
     world, rank, tc = acc.num_processes, acc.process_index, cfg.train
     max_steps = steps_for(cfg, len(train_set), world)
     precision = resolve_precision(tc.precision)
-    if acc.device.type == "cpu" and precision != "fp32" and not cpu_has_fast_bf16() and acc.is_main_process:
-        slower = flops.measured_peak_flops("fp32") / flops.measured_peak_flops(precision)
-        stderr.print(f"[yellow]warning: train.precision is {precision}, but this CPU has no {precision} instructions: "
-                     f"its {precision} matmuls run {slower:.0f}x slower than fp32 here (a matmul probe); set "
-                     "train.precision=auto (bf16 where the device computes it fast, else fp32) or fp32")
+    if acc.device.type == "cpu" and precision != "fp32" and acc.is_main_process:
+        slower = half_precision_slowdown(precision)
+        if slower > 2:  # a CPU without instructions for it emulates it
+            stderr.print(f"[yellow]warning: train.precision is {precision}, but this CPU runs {precision} matmuls "
+                         f"{slower:.0f}x slower than fp32 (matmul probes); set train.precision=auto (bf16 where the "
+                         "device computes it fast, else fp32) or fp32")
     if tc.gradient_checkpointing:
         model.gradient_checkpointing_enable()
     # Fast paths (docs/pretraining.md, "Speed"): each has a switch and gives the plain path's loss within a tolerance.
@@ -324,6 +340,10 @@ def fit(cfg: RunConfig, model: torch.nn.Module, objective: Objective, train_set:
         stderr.print(f"precision {precision}, {attention} attention, {fused} AdamW"
                      + "".join(f", {k}" for k in kernels) + (", torch.compile" if tc.compile else ""))
     started, window_start, window_tokens, window_metrics = time.time(), time.time(), 0, MeanMetrics()
+    def save_checkpoint() -> Path:
+        return checkpoint.save(acc, run_dir, state["step"], {**state, "scheduler": scheduler.state_dict()},
+                               keep=tc.keep_checkpoints)
+
     progress = progress_bar(show_progress and acc.is_main_process)
     with progress, StopRequest() as stop:  # Ctrl-C / SIGTERM: stop after the step, with a checkpoint
         bar = progress.add_task("train", total=max_steps, completed=state["step"], status="")
@@ -407,20 +427,16 @@ def fit(cfg: RunConfig, model: torch.nn.Module, objective: Objective, train_set:
                 last_row, window_start, window_tokens, window_metrics = row, time.time(), 0, MeanMetrics()
             else:
                 progress.update(bar, completed=step)
-            saved = last or stop_early or step % tc.save_every == 0
-            if saved:
-                checkpoint.save(acc, run_dir, step, {**state, "scheduler": scheduler.state_dict()},
-                                keep=tc.keep_checkpoints)
+            saved = save_checkpoint() if last or stop_early or step % tc.save_every == 0 else None
             if stop_early:
                 break
             if not last and _stop_requested(stop, acc, world, synced=log_now or step % tc.save_every == 0):
-                found = checkpoint.save(acc, run_dir, step, {**state, "scheduler": scheduler.state_dict()},
-                                        keep=tc.keep_checkpoints) if not saved else checkpoint.latest(run_dir)
+                found = saved or save_checkpoint()
                 name = stop.signal or "a signal to another process"
-                command = "finetune" if cfg.task is not None else "pretrain"
-                raise Interrupted(f"stopped by {name} at step {step} of {max_steps}; checkpoint {found} written: "
-                                  f"continue with plm {command} {run_dir / 'config.yaml'} --resume",
-                                  exit_code=143 if stop.signal == "SIGTERM" else 130)
+                raise Interrupted(f"stopped by {name} at step {step} of {max_steps}; checkpoint {found} written"
+                                  + (f": continue with {resume_command}" if resume_command else ""),
+                                  exit_code=_exit_code(stop.signal))
+        stopped_by = stop.signal  # one that came during the last step: the run is complete, the caller stops after it
 
     for tracker in acc.trackers:  # not acc.end_training(): that would also end the process group the caller uses
         tracker.finish()
@@ -439,7 +455,20 @@ def fit(cfg: RunConfig, model: torch.nn.Module, objective: Objective, train_set:
         metrics.update({k: v for k, v in last_row.items() if k == "loss" or k.startswith("eval_")})
     if best_key is not None and state["best_step"] is not None:
         metrics.update({"best_step": state["best_step"], **{f"best_{k}": v for k, v in state["best_scores"].items()}})
-    return FitResult(steps=state["step"], tokens_seen=state["tokens_seen"], metrics=metrics, model=model)
+    return FitResult(steps=state["step"], tokens_seen=state["tokens_seen"], metrics=metrics, model=model,
+                     stopped_by=stopped_by)
+
+
+def _exit_code(signal_name: str | None) -> int:
+    """The shell's status for a process ended by the signal: 128 + its number (SIGINT 130, SIGTERM 143)."""
+    return 143 if signal_name == "SIGTERM" else 130
+
+
+def interrupted_after(result: FitResult, final: Path) -> None:
+    """Raise Interrupted for a signal that came during the last step, once the caller has written `final`."""
+    if result.stopped_by is not None:
+        raise Interrupted(f"stopped by {result.stopped_by} during the last step; the run is complete ({final})",
+                          exit_code=_exit_code(result.stopped_by))
 
 
 def _stop_requested(stop: StopRequest, acc: Accelerator, world: int, *, synced: bool) -> bool:

@@ -265,3 +265,19 @@ def test_bad_seeds_are_echoed_as_given(seeds, shown, data, finetune_cfg, tmp_pat
     cfg = finetune_cfg("classification", *data, tmp_path / "out")
     with pytest.raises(PlmError, match=rf"seeds must be a count >= 1 or distinct numbers in \[0, 2\*\*32 - 1\]; {shown}"):
         compare(cfg, seeds=seeds, show_progress=False)
+
+
+def test_a_stopped_run_says_to_run_the_same_compare_again(data, finetune_cfg, tmp_path, monkeypatch):
+    """Not `plm finetune ... --resume`: that would train the run on the whole file (no train_limit) and compare
+    would then reuse the wrong score."""
+    from plmkit.errors import Interrupted
+
+    def stopped(cfg, **kwargs):
+        assert kwargs["resumable"] is False
+        raise Interrupted("stopped by SIGINT at step 2 of 9; checkpoint c written")
+
+    monkeypatch.setattr(api, "finetune", stopped)
+    cfg = finetune_cfg("classification", *data, tmp_path / "out")
+    with pytest.raises(Interrupted, match=r"^pretrained n=8 seed=5: stopped by SIGINT at step 2 of 9; checkpoint c "
+                                          r"written; run the same plm compare command again"):
+        compare(cfg, sizes=(8,), seeds=(5,), min_steps=2, show_progress=False)

@@ -10,6 +10,7 @@ import os
 import signal
 
 import pytest
+import torch
 from safetensors.torch import load_file, save_file
 
 from plmkit.api import pretrain
@@ -118,3 +119,90 @@ def test_a_signal_stops_after_the_step_with_a_checkpoint_and_the_resumed_run_mat
     assert [r["step"] for r in got] == list(range(1, N + 1))
     assert [r["loss"] for r in got] == [r["loss"] for r in want]
     assert resumed.metrics["tokens_seen"] == unbroken.metrics["tokens_seen"]
+
+
+def _signal_at(monkeypatch, call: int, send, in_worker: bool = False) -> None:
+    """Make MaskedLM.collate call `send()` at its `call`-th call made while training (the loop's StopRequest
+    handles SIGTERM), or, with `in_worker`, at the call-th in a DataLoader worker."""
+    collate, calls = MaskedLM.collate, []
+
+    def collate_then_signal(self, examples):
+        training = isinstance(getattr(signal.getsignal(signal.SIGTERM), "__self__", None), StopRequest)
+        if (torch.utils.data.get_worker_info() is not None) if in_worker else training:
+            calls.append(1)
+            if len(calls) == call:
+                send()
+        return collate(self, examples)
+
+    monkeypatch.setattr(MaskedLM, "collate", collate_then_signal)
+
+
+def test_sigterm_to_every_process_stops_a_run_whose_batches_come_from_a_worker(debug_cfg, metrics, tmp_path,
+                                                                               monkeypatch):
+    """torchrun (os.killpg) and SLURM signal the DataLoader workers too: they ignore it, so the run still stops
+    after its step with a checkpoint, and resumes exactly."""
+    common = ["train.lr_schedule=constant", "train.save_every=100", "train.eval_every=0", "train.num_workers=1"]
+    pretrain(debug_cfg("mlm", tmp_path / "unbroken", f"train.max_steps={N}", *common), show_progress=False)
+
+    def to_both():  # from the worker: the training process and the worker itself, as a process-group signal
+        os.kill(os.getppid(), signal.SIGTERM)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    _signal_at(monkeypatch, 3, to_both, in_worker=True)
+    cfg = debug_cfg("mlm", tmp_path / "run", f"train.max_steps={N}", *common)
+    with pytest.raises(Interrupted, match=rf"stopped by SIGTERM at step \d of {N}; checkpoint .* written"):
+        pretrain(cfg, show_progress=False)
+    monkeypatch.undo()
+    pretrain(cfg, resume=True, show_progress=False)
+    assert [r["loss"] for r in metrics(tmp_path / "run")] == [r["loss"] for r in metrics(tmp_path / "unbroken")]
+
+
+def test_a_signal_in_the_last_step_ends_the_run_then_says_so(debug_cfg, tmp_path, monkeypatch):
+    """Nothing is left to stop, but a caller (plm compare, plm tune) must not start its next run."""
+    common = ["train.lr_schedule=constant", "train.eval_every=0"]
+    _signal_at(monkeypatch, N + 1, lambda: os.kill(os.getpid(), signal.SIGTERM))  # the final evaluation's first batch
+    with pytest.raises(Interrupted, match=r"stopped by SIGTERM during the last step; the run is complete .*final"):
+        pretrain(debug_cfg("mlm", tmp_path / "run", f"train.max_steps={N}", *common), show_progress=False)
+    assert (tmp_path / "run" / "final" / "model.safetensors").is_file()
+
+
+class _Ranks:
+    """A stand-in for the Accelerator of several processes: reduce sums what every process holds."""
+
+    def __init__(self, others: float) -> None:
+        self.device, self.others = torch.device("cpu"), others
+
+    def reduce(self, tensor, reduction):
+        assert reduction == "sum"
+        return tensor + self.others
+
+
+def test_several_processes_stop_together_and_only_where_they_wait_anyway():
+    from plmkit.training.loop import _stop_requested
+
+    asked, quiet = StopRequest(), StopRequest()
+    asked.signal = "SIGTERM"
+    assert _stop_requested(asked, _Ranks(0.0), 1, synced=False)  # one process: at once
+    assert not _stop_requested(asked, _Ranks(0.0), 2, synced=False)  # several: not between the waits
+    assert _stop_requested(asked, _Ranks(0.0), 2, synced=True)
+    assert _stop_requested(quiet, _Ranks(1.0), 2, synced=True)  # the signal reached another process only
+    assert not _stop_requested(quiet, _Ranks(0.0), 2, synced=True)
+
+
+def test_a_second_signal_goes_where_it_would_without_the_loop(request):
+    """A stuck step can still be ended: the second SIGTERM reaches the handler from before (by default the end of
+    the process; here a recorder), the second SIGINT raises KeyboardInterrupt."""
+    seen = []
+    outer = signal.signal(signal.SIGTERM, lambda signum, frame: seen.append(signum))
+    request.addfinalizer(lambda: signal.signal(signal.SIGTERM, outer))
+    with StopRequest() as stop:
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert stop.signal == "SIGTERM" and seen == []
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert seen == [signal.SIGTERM]
+    interrupt = signal.signal(signal.SIGINT, signal.default_int_handler)
+    request.addfinalizer(lambda: signal.signal(signal.SIGINT, interrupt))
+    with pytest.raises(KeyboardInterrupt), StopRequest() as stop:
+        os.kill(os.getpid(), signal.SIGINT)
+        assert stop.signal == "SIGINT"
+        os.kill(os.getpid(), signal.SIGINT)

@@ -101,7 +101,7 @@ def test_a_tokenizer_left_from_the_same_settings_is_used(tmp_path, debug_cfg, ca
     assert "not made from this config" not in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("how", ["run", "overwrite", "tokenizer-train"])
+@pytest.mark.parametrize("how", ["run", "overwrite", "tokenizer-train", "run-with-tokenizer-pretrained"])
 def test_a_tokenizer_plmkit_did_not_write_is_never_deleted_or_written_over(how, tmp_path, debug_cfg):
     """A user's own tokenizer/ in run.output_dir (no stamp): a run, --overwrite and `plm tokenizer train` all stop
     before they touch it."""
@@ -109,10 +109,13 @@ def test_a_tokenizer_plmkit_did_not_write_is_never_deleted_or_written_over(how, 
     train_tokenizer_for(debug_cfg("mlm", out), show_progress=False)
     (out / "tokenizer" / "plmkit_made_from.json").unlink()
     before = {p.name: p.read_bytes() for p in (out / "tokenizer").iterdir()}
-    pattern = r"run/tokenizer holds a tokenizer plmkit did not write.*move it out of run\.output_dir"
+    pattern = r"run/tokenizer holds a tokenizer without plmkit's stamp.*move it out of run\.output_dir"
     with pytest.raises(PlmError, match=pattern):
         if how == "tokenizer-train":
             train_tokenizer_for(debug_cfg("mlm", out, "tokenizer.train.vocab_size=280"), show_progress=False)
+        elif how == "run-with-tokenizer-pretrained":  # it names the tokenizer, but the run would save over it
+            pretrain(debug_cfg("mlm", out, "train.max_steps=1", f"tokenizer.pretrained={out / 'tokenizer'}"),
+                     show_progress=False)
         else:
             pretrain(debug_cfg("mlm", out, "train.max_steps=1"), overwrite=how == "overwrite", show_progress=False)
     assert {p.name: p.read_bytes() for p in (out / "tokenizer").iterdir()} == before
@@ -153,3 +156,22 @@ def test_no_validation_fraction_trains_on_everything_and_evaluates_nothing(tmp_p
     assert result.metrics["steps"] == 3 and "eval_loss" not in result.metrics
     assert not any("eval_loss" in row for row in metrics(tmp_path / "run"))
     assert json.loads((tmp_path / "run" / "data_report.json").read_text())["validation_documents"] == 0
+
+
+def test_strip_accents_left_null_keeps_the_tokenizer_key_it_had_before_the_setting(debug_cfg, tmp_path):
+    """Runs and cached tokenizers from before `tokenizer.train.strip_accents` keep matching (a new key would retrain
+    WordPiece, which the trainer does not repeat exactly, and refuse the runs' own tokenizers)."""
+    import dataclasses
+    import hashlib
+
+    from plmkit.api import _tokenizer_key
+    from plmkit.data.pack import KEYED_SETTINGS, input_fingerprint
+
+    cfg = debug_cfg("mlm", tmp_path / "run")
+    before = dataclasses.asdict(cfg.tokenizer)
+    del before["train"]["strip_accents"]
+    parts = {"input": input_fingerprint(cfg.data), "seed": cfg.run.seed, "arch": cfg.model.arch,
+             "data": {k: getattr(cfg.data, k) for k in KEYED_SETTINGS}, "tokenizer": before}
+    old = hashlib.blake2b(json.dumps(parts, sort_keys=True, default=str).encode(), digest_size=12).hexdigest()
+    assert _tokenizer_key(cfg) == old
+    assert _tokenizer_key(debug_cfg("mlm", tmp_path / "run", "tokenizer.train.strip_accents=false")) != old
