@@ -1,6 +1,7 @@
 """Evaluation memory stays flat as the eval set grows: the loop's evaluation keeps two scalars (loss sum, targets)
 per batch, never the vocab-sized logits. Checked by counting the tensors alive after each evaluation batch (gc), with
-eval sets of 8 and 64 blocks; a deliberately leaky objective shows that the check can fail."""
+eval sets of 8 and 64 blocks; a deliberately leaky objective shows that the check can fail. Slow (about a minute
+for both): the fast suite stays under its 10 minutes."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from itertools import pairwise
 from pathlib import Path
 from types import SimpleNamespace
 
+import pytest
 import torch
 
 from plmkit import load_config
@@ -18,6 +20,8 @@ from plmkit.models import build_model
 from plmkit.objectives.base import LossOutput
 from plmkit.objectives.mlm import PREDICTION_KEYS, MaskedLM, MLMConfig
 from plmkit.training import loop
+
+pytestmark = pytest.mark.slow
 
 DEBUG_CONFIGS = Path(__file__).resolve().parents[3] / "configs" / "debug"
 
