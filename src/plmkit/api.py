@@ -26,7 +26,7 @@ from plmkit.objectives import build_objective, objectives
 from plmkit.objectives.base import WRAPPED_PREFIX
 from plmkit.tokenization import check_compatibility, load_tokenizer, train_tokenizer
 from plmkit.tokenization.compat import check_block_size, max_positions, position_limit
-from plmkit.tokenization.special import check_roles, default_special_tokens, special_token_order
+from plmkit.tokenization.special import special_token_order, trained_special_tokens
 from plmkit.training import fit
 from plmkit.training.logging import stderr
 from plmkit.training.loop import build_accelerator, interrupted_after
@@ -54,8 +54,12 @@ class RunResult:
     metrics: dict = field(default_factory=dict)
 
 
-def train_tokenizer_for(cfg: RunConfig, *, show_progress: bool = True):
+def train_tokenizer_for(cfg: RunConfig, *, show_progress: bool = True, announce_reuse: bool = True):
     """`plm tokenizer train`: train the configured tokenizer on the training documents into run_dir/tokenizer/.
+
+    A tokenizer already there that was made from this config's data and tokenizer settings is kept as it is. One made
+    from other settings is replaced, unless the folder holds a run (its checkpoints were trained with it) or plmkit
+    did not write it (no stamp): both are refused.
 
     Trained tokenizers are cached by a hash of the data and tokenizer settings: the `tokenizers` trainers for
     WordPiece and Unigram are not reproducible run to run (huggingface/tokenizers#1794), and the cache makes two
@@ -66,15 +70,21 @@ def train_tokenizer_for(cfg: RunConfig, *, show_progress: bool = True):
                           "the one tokenizer.train describes")
     out = Path(cfg.run.output_dir) / "tokenizer"
     _refuse_foreign_tokenizer(out, "training a tokenizer would write over it")
-    held = _held_artifacts(out.parent)
-    if held and (out / "tokenizer.json").is_file():  # a run's own tokenizer, which its checkpoints were trained with
-        if _made_from(out) != _tokenizer_key(cfg):
+    key = _tokenizer_key(cfg)
+    if (out / "tokenizer.json").is_file():
+        held = _held_artifacts(out.parent)
+        if _made_from(out) == key:
+            if announce_reuse:
+                trained_with = f" (the run in {out.parent} was trained with it)" if held else ""
+                stderr.print(f"{out} is already the tokenizer of these settings{trained_with}")
+            return load_tokenizer(str(out))
+        if held:  # a run's own tokenizer, which its checkpoints were trained with
             raise PlmError(f"{out.parent} holds a run ({', '.join(held)}) whose tokenizer/ was made from other data "
                            "or tokenizer settings, and its checkpoints were trained with it; set run.output_dir to "
                            "another folder for a new tokenizer")
-        stderr.print(f"{out} is already the tokenizer of these settings (the run in {out.parent} was trained with it)")
-        return load_tokenizer(str(out))
-    cached = Path(cfg.data.cache_dir).expanduser() / f"tokenizer-{_tokenizer_key(cfg)}"
+        stderr.print(f"{out} was not made from this config's data and tokenizer settings: training the configured "
+                     "tokenizer in its place (set tokenizer.pretrained to use a tokenizer as it is)")
+    cached = Path(cfg.data.cache_dir).expanduser() / f"tokenizer-{key}"
     if not (cached / "tokenizer.json").is_file():
         corpus = load_corpus(cfg.data, cfg.run.seed)
         tmp = cached.with_name(f"{cached.name}.tmp-{os.getpid()}")
@@ -88,19 +98,20 @@ def train_tokenizer_for(cfg: RunConfig, *, show_progress: bool = True):
         stderr.print(f"the tokenizer has {len(tokenizer):,} tokens, more than tokenizer.train.vocab_size "
                      f"({cfg.tokenizer.train.vocab_size:,}): {cfg.tokenizer.train.algorithm} keeps a token for every "
                      "character of the text (Chinese text has thousands)")  # bpe: refused below 256 + specials
-    save_run_tokenizer(tokenizer, cfg)
+    save_run_tokenizer(tokenizer, cfg, key=key)
     stderr.print(f"tokenizer ({cfg.tokenizer.train.algorithm}, {len(tokenizer)} tokens) saved to {out}")
     return tokenizer
 
 
-def save_run_tokenizer(tokenizer, cfg: RunConfig, *, resume: bool = False) -> None:
-    """Save the run's tokenizer into run_dir/tokenizer/ with the key of what it was made from; never over a tokenizer
-    plmkit did not write (one a resumed run was trained with, from before the stamp, is its own)."""
+def save_run_tokenizer(tokenizer, cfg: RunConfig, *, resume: bool = False, key: str | None = None) -> None:
+    """Save the run's tokenizer into run_dir/tokenizer/ with the key of what it was made from (`key`, when the
+    caller has it); never over a tokenizer plmkit did not write (one a resumed run was trained with, from before the
+    stamp, is its own)."""
     out = Path(cfg.run.output_dir) / "tokenizer"
     if not resume:
         _refuse_foreign_tokenizer(out, "the run would write its tokenizer over it")
     tokenizer.save_pretrained(out)
-    (out / TOKENIZER_STAMP).write_text(json.dumps({"key": _tokenizer_key(cfg)}))
+    (out / TOKENIZER_STAMP).write_text(json.dumps({"key": key or _tokenizer_key(cfg)}))
 
 
 def _made_from(folder: Path) -> str | None:
@@ -142,14 +153,9 @@ def resolve_tokenizer(cfg: RunConfig, *, show_progress: bool = True, resume: boo
     if cfg.init.from_:
         return load_tokenizer(cfg.init.from_, special_tokens=cfg.tokenizer.special_tokens, source="init.from")
     saved = Path(cfg.run.output_dir) / "tokenizer"
-    if (saved / "tokenizer.json").is_file():
-        if resume or _made_from(saved) == _tokenizer_key(cfg):
-            return load_tokenizer(str(saved))
-        _refuse_foreign_tokenizer(saved, "training the configured tokenizer would write over it")
-        if not _held_artifacts(saved.parent):  # where a run is held, train_tokenizer_for refuses: no line before it
-            stderr.print(f"{saved} was not made from this config's data and tokenizer settings: training the "
-                         "configured tokenizer in its place (set tokenizer.pretrained to use a tokenizer as it is)")
-    return train_tokenizer_for(cfg, show_progress=show_progress)
+    if resume and (saved / "tokenizer.json").is_file():  # the one its checkpoints were trained with
+        return load_tokenizer(str(saved))
+    return train_tokenizer_for(cfg, show_progress=show_progress, announce_reuse=False)
 
 
 def prepare_data(cfg: RunConfig, *, show_progress: bool = True):
@@ -256,8 +262,7 @@ def check_pretrain_config(cfg: RunConfig, kind: str) -> None:
         raise PlmError(f"objective {cfg.objective.name!r} trains a {kind} model but model.arch is "
                        f"{cfg.model.arch!r}; set model.arch to one of {', '.join(fits)}")
     if cfg.model.arch == "roberta" and cfg.tokenizer.pretrained is None:  # trained here: its pad id is known now
-        specials = check_roles(cfg.tokenizer.special_tokens if cfg.tokenizer.special_tokens is not None
-                               else default_special_tokens(cfg.model.arch))
+        specials = trained_special_tokens(cfg.tokenizer.special_tokens, cfg.model.arch)
         pad_id = special_token_order(specials).index(specials["pad"]) if "pad" in specials else None
     else:
         pad_id = None  # RoBERTa loses one position at least; the loaded tokenizer's id is checked once it loads

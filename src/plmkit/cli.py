@@ -116,12 +116,6 @@ def finetune(
     emit({"output_dir": str(result.output_dir), **result.metrics})
 
 
-SHORTCUT_FLAGS = {"init.from": "--model", "task.name": "--task", "task.train": "--train",
-                  "task.validation": "--validation", "run.output_dir": "--out", "train.epochs": "--epochs",
-                  "adapter.name": "--lora"}
-"""The config key each shortcut flag of the fine-tuning commands sets."""
-
-
 def finetune_config(config: Path | None, set_: list[str] | None, *, model: str | None = None,
                     task: str | None = None, train: str | None = None, validation: str | None = None,
                     out: str | None = None, epochs: float | None = None, lora: bool = False):
@@ -131,9 +125,11 @@ def finetune_config(config: Path | None, set_: list[str] | None, *, model: str |
     from plmkit import load_config
     from plmkit.errors import ConfigError
 
-    shortcuts = {"init.from": model, "task.name": task, "task.train": train, "task.validation": validation,
-                 "run.output_dir": out, "train.epochs": epochs, "adapter.name": "lora" if lora else None}
-    overrides = [f"{k}={v}" for k, v in shortcuts.items() if v is not None] + list(set_ or [])
+    given = {"--model": ("init.from", model), "--task": ("task.name", task), "--train": ("task.train", train),
+             "--validation": ("task.validation", validation), "--out": ("run.output_dir", out),
+             "--epochs": ("train.epochs", epochs), "--lora": ("adapter.name", "lora" if lora else None)}
+    shortcuts = {flag: key for flag, (key, value) in given.items() if value is not None}  # flag -> the key it sets
+    overrides = [f"{key}={value}" for key, value in given.values() if value is not None] + list(set_ or [])
     set_keys = {item.split("=", 1)[0].strip() for item in overrides}
     if "train.max_steps" in set_keys and "train.epochs" not in set_keys:
         overrides.insert(0, "train.epochs=null")  # a step count asked for on the command line beats CONFIG's epochs
@@ -142,8 +138,8 @@ def finetune_config(config: Path | None, set_: list[str] | None, *, model: str |
             return load_config(config or defaults, overrides)
         except ConfigError as e:  # name the flag the user typed, not the --set it became
             by_set = {item.split("=", 1)[0].strip() for item in set_ or []}
-            flag = next((SHORTCUT_FLAGS[k] for k, v in shortcuts.items()
-                         if v is not None and k not in by_set and str(e).startswith(k)), None)
+            flag = next((flag for flag, key in shortcuts.items() if key not in by_set and str(e).startswith(key)),
+                        None)
             if flag is None:
                 raise
             raise ConfigError(str(e).replace("(--set, on top of", f"({flag}, on top of")) from None

@@ -38,9 +38,16 @@ def default_special_tokens(arch: str) -> dict[str, str]:
     return dict(_DEFAULTS[arch])
 
 
+def trained_special_tokens(special_tokens: dict[str, str] | None, arch: str) -> dict[str, str]:
+    """The special tokens a tokenizer trained for `arch` gets: tokenizer.special_tokens when it is set, else the
+    architecture's usual ones; checked, in role order."""
+    return check_roles(special_tokens if special_tokens is not None else default_special_tokens(arch))
+
+
 def special_token_order(special_tokens: dict[str, str]) -> list[str]:
-    """The distinct special tokens in role order: a tokenizer trained by plmkit gives them ids 0, 1, 2, ..."""
-    return list(dict.fromkeys(check_roles(special_tokens).values()))
+    """The distinct special tokens of a checked dict (trained_special_tokens, check_roles) in role order: a tokenizer
+    trained by plmkit gives them ids 0, 1, 2, ..."""
+    return list(dict.fromkeys(special_tokens[role] for role in SPECIAL_ROLES if role in special_tokens))
 
 
 def check_roles(special_tokens: dict[str, str], key: str = "tokenizer.special_tokens") -> dict[str, str]:

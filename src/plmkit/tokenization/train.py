@@ -23,7 +23,7 @@ from transformers import PreTrainedTokenizerFast
 
 from plmkit.config import TokenizerConfig
 from plmkit.errors import ConfigError, DataError
-from plmkit.tokenization.special import ARCHES, check_roles, default_special_tokens, special_token_order
+from plmkit.tokenization.special import ARCHES, special_token_order, trained_special_tokens
 
 
 def train_tokenizer(texts: Iterable[str], cfg: TokenizerConfig, arch: str, out_dir: str | Path, *,
@@ -51,7 +51,7 @@ def train_tokenizer(texts: Iterable[str], cfg: TokenizerConfig, arch: str, out_d
     """
     if arch not in ARCHES:
         raise ConfigError(f"model.arch must be one of {', '.join(ARCHES)}; got {arch!r}")
-    specials = check_roles(cfg.special_tokens if cfg.special_tokens is not None else default_special_tokens(arch))
+    specials = trained_special_tokens(cfg.special_tokens, arch)
     tokens: list = special_token_order(specials)  # ids 0, 1, 2, ...
     if cfg.train.algorithm in ("bpe", "unigram") and list(specials.values()).count(specials.get("mask")) == 1:
         # as in RoBERTa / XLM-R: "is <mask>." -> "is", "<mask>", "." (the space joins the mask, as in pre-training)

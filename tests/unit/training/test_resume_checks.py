@@ -85,10 +85,13 @@ def test_no_loadable_checkpoint_is_one_error(run_copy, debug_cfg):
         _run(debug_cfg, run_copy, "train.max_steps=6", resume=True)
 
 
-def test_a_tokenizer_left_from_other_settings_is_not_used(tmp_path, debug_cfg):
+def test_a_tokenizer_left_from_other_settings_is_not_used(tmp_path, debug_cfg, capsys, squash):
     out = tmp_path / "run"
     train_tokenizer_for(debug_cfg("mlm", out, "tokenizer.train.vocab_size=280"), show_progress=False)
+    capsys.readouterr()
     _run(debug_cfg, out, "train.max_steps=1")
+    assert squash(capsys.readouterr().err).count(squash("not made from this config's data and tokenizer settings: "
+                                                         "training the configured tokenizer in its place")) == 1
     assert json.loads((out / "final" / "config.json").read_text())["vocab_size"] == 300
     assert len(json.loads((out / "final" / "tokenizer.json").read_text())["model"]["vocab"]) == 300
 
