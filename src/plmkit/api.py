@@ -496,8 +496,9 @@ def finetune(cfg: RunConfig, *, scratch: bool = False, resume: bool = False, ove
         plot_finetune_curves(run_dir)
     accelerator.wait_for_everyone()
     accelerator.end_training()
-    interrupted_after(result, run_dir / "final")
-    return RunResult(output_dir=run_dir, metrics=metrics)
+    done = RunResult(output_dir=run_dir, metrics=metrics)
+    interrupted_after(result, run_dir / "final", completed=done)
+    return done
 
 
 TASK_INPUTS = ("text_column", "text_pair_column", "label_column", "group_column", "max_length")

@@ -27,8 +27,10 @@ class TrainingError(PlmError):
 
 class Interrupted(PlmError):
     """Training stopped on a signal (Ctrl-C, a scheduler's SIGTERM) after writing a checkpoint; `exit_code` is the
-    shell's for that signal (130 for SIGINT, 143 for SIGTERM)."""
+    shell's for that signal (130 for SIGINT, 143 for SIGTERM). `completed` is the run's result when the signal came
+    during its last step: the run finished, and only its caller's next run is called off."""
 
-    def __init__(self, message: str, exit_code: int = 130) -> None:
+    def __init__(self, message: str, exit_code: int = 130, completed: object = None) -> None:
         super().__init__(message)
         self.exit_code = exit_code
+        self.completed = completed

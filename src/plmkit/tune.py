@@ -214,7 +214,8 @@ def tune(cfg: RunConfig, *, trials: int, out: str | Path | None = None, space: S
                                 pruner=pruner or optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=2))
     stderr.print(f"tune: {trials} trials on {key.removeprefix('eval_')} ({direction}) over "
                  f"{', '.join(f'{k} {_dist_text(d)}' for k, d in search_space.items())}; runs in {out}")
-    objective = _objective(search_space, base, out, key)
+    stops: list[Interrupted] = []
+    objective = _objective(search_space, base, out, key, stops)
     progress = Progress(TextColumn("[bold]tune"), BarColumn(bar_width=12), MofNCompleteColumn(), TimeElapsedColumn(),
                         console=stderr, disable=not show_progress, transient=True)
     try:
@@ -239,6 +240,8 @@ def tune(cfg: RunConfig, *, trials: int, out: str | Path | None = None, space: S
             plot_trials(study, key, out / "tune.png")
         if any(t.state == TrialState.COMPLETE for t in study.trials):  # also when the search was stopped
             save_config(_trial_config(base, study.best_trial.params, cfg.run.output_dir), out / "best.yaml")
+    if stops:
+        raise stops[0]
     counts = {state: sum(STATES.get(t.state) == state for t in study.trials) for state in STATES.values()}
     if not counts["complete"]:
         raise PlmError(f"no trial completed ({counts['pruned']} pruned, {counts['failed']} failed; see "
@@ -253,7 +256,9 @@ def tune(cfg: RunConfig, *, trials: int, out: str | Path | None = None, space: S
     return result
 
 
-def _objective(space: dict[str, BaseDistribution], base: Path, out: Path, key: str):
+def _objective(space: dict[str, BaseDistribution], base: Path, out: Path, key: str, stops: list[Interrupted]):
+    """The trial function. A signal during a trial's last step lets the trial finish: it counts, the search stops
+    after it, and the signal lands in `stops` for tune to raise once the results are written."""
     from plmkit.api import finetune
 
     def objective(trial: optuna.Trial) -> float:
@@ -279,6 +284,13 @@ def _objective(space: dict[str, BaseDistribution], base: Path, out: Path, key: s
             trial.set_user_attr("error", str(e))
             raise
         except Interrupted as e:  # Ctrl-C or SIGTERM: the search ends with what finished
+            if e.completed is not None:  # during the last step: the trial finished
+                stops.append(Interrupted(f"trial {trial.number}: a stop signal came during its last step, so it "
+                                         f"finished; the search stopped after it (results.md and best.yaml in {out} "
+                                         "hold the trials that finished; a search is not resumed)", e.exit_code))
+                trial.study.stop()
+                trial.set_user_attr("step", e.completed.metrics["steps"])
+                return e.completed.metrics[f"best_{key}"]
             trial.set_user_attr("error", str(e))
             raise Interrupted(f"trial {trial.number}: {e}; the search stopped (results.md and best.yaml in {out} hold "
                               "the trials that finished; a search is not resumed)", e.exit_code) from e

@@ -464,11 +464,12 @@ def _exit_code(signal_name: str | None) -> int:
     return 143 if signal_name == "SIGTERM" else 130
 
 
-def interrupted_after(result: FitResult, final: Path) -> None:
-    """Raise Interrupted for a signal that came during the last step, once the caller has written `final`."""
+def interrupted_after(result: FitResult, final: Path, completed: object = None) -> None:
+    """Raise Interrupted for a signal that came during the last step, once the caller has written `final`;
+    `completed` (the caller's result) travels with it."""
     if result.stopped_by is not None:
         raise Interrupted(f"stopped by {result.stopped_by} during the last step; the run is complete ({final})",
-                          exit_code=_exit_code(result.stopped_by))
+                          exit_code=_exit_code(result.stopped_by), completed=completed)
 
 
 def _stop_requested(stop: StopRequest, acc: Accelerator, world: int, *, synced: bool) -> bool:

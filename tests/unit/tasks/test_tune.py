@@ -199,6 +199,32 @@ def test_a_stopped_search_keeps_the_best_of_the_trials_that_finished(finetune_cf
     assert (out / "best.yaml").is_file() and (out / "results.md").is_file()
 
 
+def test_a_signal_in_a_trials_last_step_counts_the_trial_and_stops_the_search(finetune_cfg, data, tmp_path,
+                                                                             monkeypatch):
+    """The loop lets the run finish (final/ written) and raises Interrupted with the result: the trial is complete,
+    no further trial starts, and the search ends with the signal's status."""
+    from plmkit import api
+
+    real, calls = api.finetune, []
+
+    def signal_in_the_last_step_of_the_second(cfg, **kwargs):
+        calls.append(cfg)
+        result = real(cfg, **kwargs)
+        if len(calls) == 2:
+            raise Interrupted("stopped by SIGTERM during the last step; the run is complete", 143, completed=result)
+        return result
+
+    monkeypatch.setattr(api, "finetune", signal_in_the_last_step_of_the_second)
+    cfg = finetune_cfg("classification", *data, tmp_path / "run")
+    with pytest.raises(Interrupted, match=r"^trial 1: a stop signal came during its last step, so it finished; the "
+                                          r"search stopped after it") as stopped:
+        tune(cfg, trials=4, space=SEARCH, show_progress=False)
+    assert stopped.value.exit_code == 143 and len(calls) == 2
+    rows = _rows(tmp_path / "run-tune")
+    assert [r["state"] for r in rows] == ["complete", "complete"] and rows[1]["value"] is not None
+    assert (tmp_path / "run-tune" / "best.yaml").is_file()
+
+
 @pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")  # BruteForceSampler
 def test_a_diverging_trial_fails_and_the_search_goes_on(finetune_cfg, data, tmp_path):
     cfg = finetune_cfg("classification", *data, tmp_path / "run")
