@@ -93,6 +93,9 @@ def compare(cfg: RunConfig, *, sizes: Sequence[int] = DEFAULT_SIZES, seeds: int 
         raise PlmError(f"min_steps must be >= 0; got {min_steps}")
     given = seeds
     seeds = [cfg.run.seed + i for i in range(seeds)] if isinstance(seeds, int) else [int(s) for s in seeds]
+    if isinstance(given, int) and given >= 1 and seeds[-1] >= 2**32:
+        raise PlmError(f"seeds {given} counts up from run.seed ({cfg.run.seed}) past 2**32 - 1; lower run.seed or "
+                       "give the seeds themselves")
     if not seeds or len(set(seeds)) < len(seeds) or not all(0 <= s < 2**32 for s in seeds):
         raise PlmError(f"seeds must be a count >= 1 or distinct numbers in [0, 2**32 - 1]; got {given}")
     from plmkit.api import check_finetune_config

@@ -66,7 +66,7 @@ def cooccurrence(docs: Sequence[np.ndarray], vocab_size: int, window: int, *, di
         ids = np.concatenate(docs[start:stop])
         doc_of = np.repeat(np.arange(stop - start), [len(d) for d in docs[start:stop]])
         keys, values = [], []
-        for d in range(1, window + 1):
+        for d in range(1, min(window, max(len(doc) for doc in docs[start:stop]) - 1) + 1):  # no pair lies further
             same = doc_of[:-d] == doc_of[d:]
             left, right = ids[:-d][same], ids[d:][same]
             weight = 1.0 / d if distance_weighting else 1.0

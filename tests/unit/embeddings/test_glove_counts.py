@@ -77,6 +77,14 @@ def test_counts_match_a_brute_force_loop_across_chunks_and_merges(window, monkey
     assert rows.dtype == np.int32 and list(zip(rows, cols)) == sorted(zip(rows, cols))
 
 
+def test_a_window_past_the_longest_document_counts_what_the_documents_hold():
+    """No pair lies further apart than a document is long: a window of a billion is the longest document's, at once
+    (it looped a billion times)."""
+    rng = np.random.default_rng(1)
+    docs = [rng.integers(0, 30, size=rng.integers(2, 40)) for _ in range(20)]
+    np.testing.assert_allclose(_dense(docs, 30, window=10**9), _brute_force(docs, 30, 40))
+
+
 def test_nothing_co_occurs_is_a_clear_error():
     with pytest.raises(DataError, match="no document holds two in-vocabulary words"):
         cooccurrence([np.array([3]), np.array([], dtype=np.int32)], 5, 2)

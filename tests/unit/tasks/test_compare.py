@@ -267,6 +267,13 @@ def test_bad_seeds_are_echoed_as_given(seeds, shown, data, finetune_cfg, tmp_pat
         compare(cfg, seeds=seeds, show_progress=False)
 
 
+def test_a_seed_count_that_runs_past_the_largest_seed_names_run_seed(data, finetune_cfg, tmp_path):
+    cfg = finetune_cfg("classification", *data, tmp_path / "out", f"run.seed={2**32 - 2}")
+    with pytest.raises(PlmError, match=r"seeds 3 counts up from run.seed \(4294967294\) past 2\*\*32 - 1; lower "
+                                       r"run.seed or give the seeds themselves"):
+        compare(cfg, seeds=3, show_progress=False)
+
+
 def test_a_stopped_run_says_to_run_the_same_compare_again(data, finetune_cfg, tmp_path, monkeypatch):
     """Not `plm finetune ... --resume`: that would train the run on the whole file (no train_limit) and compare
     would then reuse the wrong score."""
