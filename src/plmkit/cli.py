@@ -55,8 +55,30 @@ def emit(result: dict) -> None:
     sys.stdout.flush()
 
 
+def _version(asked: bool) -> None:
+    """--version: plmkit's version and those of the libraries whose versions decide its results (for bug reports)."""
+    if not asked:
+        return
+    from importlib.metadata import PackageNotFoundError, version
+
+    from plmkit import __version__
+
+    def of(name: str) -> str:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return "not installed"
+
+    libraries = ", ".join(f"{name} {of(name)}" for name in ("torch", "transformers", "tokenizers", "accelerate", "peft"))
+    typer.echo(f"plmkit {__version__} ({libraries}; python {sys.version.split()[0]})")
+    raise typer.Exit()
+
+
 @app.callback()
-def _root(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")] = False) -> None:
+def _root(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")] = False,
+          version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                                help="Show the versions of plmkit and its main libraries.")] = False
+          ) -> None:
     if debug:
         os.environ["PLMKIT_DEBUG"] = "1"
 
@@ -82,7 +104,8 @@ def pretrain(config: ConfigArg, set_: SetOpt = None,
              resume: Annotated[bool, typer.Option(help="Continue from the latest checkpoint.")] = False,
              overwrite: Annotated[bool, typer.Option(help="Delete an earlier run in the output folder.")] = False,
              quiet: QuietOpt = False) -> None:
-    """Pre-train a model (masked or causal LM) from a config; the model lands in run.output_dir/final/."""
+    """Pre-train a model (masked or causal LM, ELECTRA, T5 span corruption) from a config; the model lands in
+    run.output_dir/final/."""
     from plmkit import api, load_config
 
     result = api.pretrain(load_config(config, set_), resume=resume, overwrite=overwrite, show_progress=_progress(quiet))
