@@ -333,6 +333,7 @@ def fit(cfg: RunConfig, model: torch.nn.Module, objective: Objective, train_set:
     steps_per_epoch = max(1, math.ceil(len(train_set) / (tc.batch_size * tc.grad_accum * world)))
     last_row: dict = {}
     mfus: list[float] = []
+    mfus_above_one = False
     if show_progress and acc.is_main_process:
         stderr.print(f"model FLOPs {flops_per_token:.3g} per token; MFU against {world} x {peak / 1e12:.3g} TFLOP/s "
                      f"({peak_source})")
@@ -407,6 +408,11 @@ def fit(cfg: RunConfig, model: torch.nn.Module, objective: Objective, train_set:
                        "tokens_per_s": round(window_tokens / max(now - window_start, 1e-9), 1)}
                 row.update(flops.utilisation(row["tokens_per_s"], flops_per_token, peak * world))
                 row.update(window_metrics.means())  # this process's micro-batches since the last row
+                if row["mfu"] > 1 and not mfus_above_one and "probe" in peak_source and acc.is_main_process:
+                    stderr.print(f"[yellow]MFU {row['mfu']:.0%} at step {step}: above 100%, so the matmul probe that "
+                                 f"measured the peak ({peak / 1e12:.3g} TFLOP/s) ran while the device was busier than "
+                                 "it is now (another process on the same cores?); this run's MFU figures read high")
+                mfus_above_one = mfus_above_one or row["mfu"] > 1
                 mfus.append(row["mfu"])
                 if evaluate_now:
                     row.update({k: round(v, 6) for k, v in evaluate().items()})

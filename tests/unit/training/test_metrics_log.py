@@ -85,3 +85,14 @@ def test_objective_metrics_are_logged(debug_cfg, metrics, tmp_path):
     assert all(key in row for row in rows for key in parts)
     assert all(0 <= row["discriminator_accuracy"] <= 1 and row["generator_loss"] > 0 for row in rows)
     assert all(f"eval_{key}" in rows[-1] for key in parts)
+
+
+def test_an_mfu_above_one_against_a_probed_peak_is_flagged_once(debug_cfg, tmp_path, monkeypatch, capsys, squash):
+    """A matmul probe taken while the cores were busy gives too low a peak: the MFU rows read above 100%."""
+    from plmkit import flops
+
+    monkeypatch.setattr(flops, "peak_flops", lambda device, precision: (1.0, "cpu, fp32 measured by a matmul probe"))
+    pretrain(debug_cfg("mlm", tmp_path / "run", "train.max_steps=3"), show_progress=False)
+    err = squash(capsys.readouterr().err)
+    assert err.count(squash("above 100%, so the matmul probe that measured the peak")) == 1
+    assert squash("this run's MFU figures read high") in err
