@@ -21,7 +21,7 @@ from plmkit.config import RunConfig, save_config
 from plmkit.data import load_corpus, prepare_shards
 from plmkit.data.pack import KEYED_SETTINGS, input_fingerprint
 from plmkit.errors import ConfigError, DataError, PlmError
-from plmkit.models import ARCHS, build_model, build_task_model, load_pretrained_model
+from plmkit.models import ARCHS, build_model, build_task_model, kept_checkpoint_weights, load_pretrained_model
 from plmkit.objectives import build_objective, objectives
 from plmkit.objectives.base import WRAPPED_PREFIX
 from plmkit.tokenization import check_compatibility, load_tokenizer, train_tokenizer
@@ -241,6 +241,8 @@ def pretrain(cfg: RunConfig, *, resume: bool = False, overwrite: bool = False,
     model_weights = {k.removeprefix(WRAPPED_PREFIX): v for k, v in weights.items()
                      if save_extra is None or k.startswith(WRAPPED_PREFIX)}
     if accelerator.is_main_process:
+        if cfg.init.from_:  # the starting checkpoint's pooler, which masked-LM training has no place for
+            model_weights.update(kept_checkpoint_weights(cfg.init.from_, model))
         model_card = render_model_card(cfg, data.report.to_dict(), metrics, kind)
         export_final(model, tokenizer, run_dir, model_card, model_weights, extra=extra)
         (run_dir / "results.json").write_text(json.dumps(metrics, indent=1))
@@ -255,8 +257,12 @@ def check_pretrain_config(cfg: RunConfig, kind: str) -> None:
     kinds), checked before any tokenizer or data work."""
     if cfg.train.lr is None:
         raise ConfigError("train.lr is null: pre-training needs a learning rate (e.g. --set train.lr=5e-4)")
-    if cfg.init.from_:
-        return  # the model, its kind and its positions come from init.from (checked once it loads)
+    if cfg.init.from_:  # the model, its kind and its positions come from init.from (checked once it loads)
+        unused = _unused_with_init_from(cfg)
+        if unused and os.environ.get("RANK", "0") == "0":
+            stderr.print(f"[yellow]warning: init.from is set, so the model and its tokenizer are those of "
+                         f"{cfg.init.from_}, and these settings are not used: {', '.join(unused)}")
+        return
     if ARCHS.get(cfg.model.arch) != kind:
         fits = [a for a, k in ARCHS.items() if k == kind]
         raise PlmError(f"objective {cfg.objective.name!r} trains a {kind} model but model.arch is "
@@ -268,6 +274,21 @@ def check_pretrain_config(cfg: RunConfig, kind: str) -> None:
         pad_id = None  # RoBERTa loses one position at least; the loaded tokenizer's id is checked once it loads
     table = cfg.model.max_position_embeddings
     check_block_size(cfg.data.block_size, position_limit(cfg.model.arch, table, pad_id), table)
+
+
+def _unused_with_init_from(cfg: RunConfig) -> list[str]:
+    """The model.* and tokenizer.train.* settings that differ from their defaults: a run with init.from takes the
+    model and the tokenizer as they are, so these change nothing (a config written for training from scratch)."""
+    from dataclasses import asdict
+
+    from plmkit.config import ModelConfig, TokenizerTrainConfig
+
+    unused = []
+    for section, ours, default in (("model", cfg.model, ModelConfig()),
+                                   ("tokenizer.train", cfg.tokenizer.train, TokenizerTrainConfig())):
+        defaults = asdict(default)
+        unused += [f"{section}.{k} {v!r}" for k, v in asdict(ours).items() if v != defaults[k]]
+    return unused
 
 
 def _finished_run(run_dir: Path, accelerator) -> RunResult:

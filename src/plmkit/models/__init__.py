@@ -5,8 +5,10 @@ from plmkit.models.transformer import (
     build_model,
     build_model_config,
     build_task_model,
+    kept_checkpoint_weights,
     load_pretrained_model,
     masked_lm_head,
 )
 
-__all__ = ["ARCHS", "build_model", "build_model_config", "build_task_model", "load_pretrained_model", "masked_lm_head"]
+__all__ = ["ARCHS", "build_model", "build_model_config", "build_task_model", "kept_checkpoint_weights",
+           "load_pretrained_model", "masked_lm_head"]

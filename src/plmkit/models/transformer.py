@@ -6,6 +6,7 @@ No model code of our own: plmkit maps its ModelConfig onto the transformers conf
 from __future__ import annotations
 
 import importlib.util
+import json
 import math
 import warnings
 from collections.abc import Callable
@@ -95,18 +96,61 @@ def masked_lm_head(model: PreTrainedModel) -> torch.nn.Module:
 def load_pretrained_model(name_or_path: str, kind: str) -> PreTrainedModel:
     """Load a checkpoint (local Hugging Face folder or hub id) as a `kind` model; safetensors only, no remote code.
 
-    A checkpoint without the LM head (e.g. a sentence-embedding BERT) loads with a freshly initialised head."""
+    A checkpoint without the LM head (e.g. a sentence-embedding BERT) loads with a freshly initialised head, and
+    says so in one line (transformers' own report calls such a checkpoint corrupted)."""
     local = Path(name_or_path).expanduser()
     if not local.exists() and looks_local(name_or_path):
         raise CompatibilityError(f"init.from: {name_or_path} does not exist; give a folder written by "
                                  "save_pretrained (e.g. runs/NAME/final) or a hub id")
     try:
-        return AUTO_CLASSES[kind].from_pretrained(str(local) if local.exists() else name_or_path,
-                                                  attn_implementation="sdpa", use_safetensors=True,
-                                                  trust_remote_code=False)
+        model, info = AUTO_CLASSES[kind].from_pretrained(str(local) if local.exists() else name_or_path,
+                                                         attn_implementation="sdpa", use_safetensors=True,
+                                                         trust_remote_code=False, output_loading_info=True)
     except (OSError, ValueError) as e:
         raise CompatibilityError(f"init.from: could not load {name_or_path} as a {kind} model: "
                                  f"{str(e).splitlines()[0]}") from None
+    prefix = f"{model.base_model_prefix}."
+    new = sorted(k for k in info["missing_keys"] if not k.startswith(prefix))  # outside the body: the LM head
+    if new:
+        Console(stderr=True).print(
+            f"init.from: {name_or_path} has no weights for the {type(model).__name__} head ({len(new)} tensors, "
+            f"e.g. {new[0]}): it was saved without it (a sentence-embedding or base model), so the head starts "
+            "from random weights and the first losses are high; the body's weights are the checkpoint's")
+    return model
+
+
+def kept_checkpoint_weights(name_or_path: str, model: PreTrainedModel) -> dict[str, torch.Tensor]:
+    """The pooler of a BERT/RoBERTa checkpoint that `model` (a ...ForMaskedLM, which has none) did not load, named
+    as in `model`'s own save (bert.pooler.dense.weight, ...): pre-training puts them into final/ as they were, so
+    that AutoModel and fine-tuning load the checkpoint's pooler instead of drawing a random one. Empty when the
+    checkpoint has none, `model` has its own, or its weights are not in safetensors files found locally or in the
+    hub cache."""
+    from safetensors import safe_open
+    from transformers.utils import cached_file
+
+    prefix = f"{model.base_model_prefix}."
+    own = model.state_dict().keys()
+
+    def found(filename: str) -> str | None:
+        local = Path(name_or_path).expanduser()
+        if local.is_dir():
+            return str(local / filename) if (local / filename).is_file() else None
+        try:
+            return cached_file(name_or_path, filename, _raise_exceptions_for_missing_entries=False)
+        except OSError:
+            return None
+
+    files = [found("model.safetensors")]
+    if files[0] is None and (index := found("model.safetensors.index.json")) is not None:
+        files = [found(name) for name in sorted(set(json.loads(Path(index).read_text())["weight_map"].values()))]
+    kept: dict[str, torch.Tensor] = {}
+    for file in filter(None, files):
+        with safe_open(file, framework="pt") as f:
+            for key in f.keys():  # noqa: SIM118 (a safe_open handle is not iterable)
+                name = prefix + key.removeprefix(prefix)
+                if name.startswith(f"{prefix}pooler.") and name not in own:
+                    kept[name] = f.get_tensor(key)
+    return kept
 
 
 TASK_CLASSES = {"sequence_classification": "AutoModelForSequenceClassification",

@@ -1,0 +1,56 @@
+"""Continuing pre-training from a checkpoint (init.from, domain-adaptive pre-training): the body's weights are the
+checkpoint's, a missing LM head is said in one line, and final/ keeps the checkpoint's pooler, which a masked-LM
+model has no place for, so that AutoModel and fine-tuning load it instead of drawing a random one."""
+
+from __future__ import annotations
+
+import torch
+from safetensors.torch import load_file
+from transformers import AutoModel, AutoModelForMaskedLM, BertConfig, BertModel
+
+from plmkit.api import pretrain, train_tokenizer_for
+
+
+def _encoder_checkpoint(folder, tokenizer) -> BertModel:
+    """A small BERT saved as AutoModel saves it: body and pooler, no masked-LM head (as a sentence-embedding model)."""
+    config = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=64)
+    encoder = BertModel(config)  # with its pooler
+    torch.nn.init.normal_(encoder.pooler.dense.weight)  # weights that a random draw would not give again
+    encoder.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return encoder
+
+
+def test_continuing_from_an_encoder_keeps_its_pooler_and_says_the_head_is_new(debug_cfg, tmp_path, capsys, squash):
+    tokenizer = train_tokenizer_for(debug_cfg("mlm", tmp_path / "tok"), show_progress=False)
+    start = tmp_path / "encoder"
+    encoder = _encoder_checkpoint(start, tokenizer)
+    capsys.readouterr()
+    pretrain(debug_cfg("mlm", tmp_path / "run", "train.max_steps=2", f"init.from={start}"), show_progress=False)
+    err = squash(capsys.readouterr().err)
+    assert squash("has no weights for the BertForMaskedLM head (6 tensors") in err
+    assert squash("the head starts from random weights and the first losses are high") in err
+    assert squash(f"init.from is set, so the model and its tokenizer are those of {start}, and these settings are not "
+                  "used: model.hidden_size 32, model.num_layers 2") in err  # configs/debug/mlm.yaml's, not defaults
+
+    final = tmp_path / "run" / "final"
+    saved = load_file(final / "model.safetensors")
+    torch.testing.assert_close(saved["bert.pooler.dense.weight"], encoder.pooler.dense.weight)
+    body, info = AutoModel.from_pretrained(final, output_loading_info=True)
+    assert not info["missing_keys"]  # the pooler is there: nothing drawn at random
+    torch.testing.assert_close(body.pooler.dense.bias, encoder.pooler.dense.bias)
+    assert not torch.equal(body.encoder.layer[0].attention.self.query.weight,
+                           encoder.encoder.layer[0].attention.self.query.weight)  # trained
+    _, info = AutoModelForMaskedLM.from_pretrained(final, output_loading_info=True)
+    assert not info["missing_keys"] and info["unexpected_keys"] == {"bert.pooler.dense.weight", "bert.pooler.dense.bias"}
+
+
+def test_a_checkpoint_with_its_head_loads_without_the_note(debug_cfg, tmp_path, capsys, squash):
+    first = tmp_path / "first"
+    pretrain(debug_cfg("mlm", first, "train.max_steps=1"), show_progress=False)
+    capsys.readouterr()
+    pretrain(debug_cfg("mlm", tmp_path / "again", "train.max_steps=1", f"init.from={first / 'final'}"),
+             show_progress=False)
+    assert squash("has no weights for the") not in squash(capsys.readouterr().err)
+    assert not any("pooler" in k for k in load_file(tmp_path / "again" / "final" / "model.safetensors"))
