@@ -88,7 +88,8 @@ def train_tokenizer_for(cfg: RunConfig, *, show_progress: bool = True, announce_
     if not (cached / "tokenizer.json").is_file():
         corpus = load_corpus(cfg.data, cfg.run.seed)
         tmp = cached.with_name(f"{cached.name}.tmp-{os.getpid()}")
-        train_tokenizer(corpus.train, cfg.tokenizer, cfg.model.arch, tmp, show_progress=show_progress)
+        train_tokenizer(corpus.train, cfg.tokenizer, cfg.model.arch, tmp, show_progress=show_progress,
+                        compatibility=cfg.data.normalization == "NFKC")
         shutil.rmtree(cached, ignore_errors=True)
         os.replace(tmp, cached)
     else:
@@ -137,6 +138,8 @@ def _tokenizer_key(cfg: RunConfig) -> str:
         del tokenizer["train"]["strip_accents"]
     parts = {"input": input_fingerprint(cfg.data), "seed": cfg.run.seed, "arch": cfg.model.arch,
              "data": {k: getattr(cfg.data, k) for k in KEYED_SETTINGS}, "tokenizer": tokenizer}
+    if cfg.data.normalization == "NFKC":  # its tokenizers normalise with NFKC too: not the ones cached before that
+        parts["nfkc_in_tokenizer"] = True
     return hashlib.blake2b(json.dumps(parts, sort_keys=True, default=str).encode(), digest_size=12).hexdigest()
 
 

@@ -48,7 +48,8 @@ class DataConfig:
     hf_split: str = "train"
     """Split of the Hugging Face dataset to read."""
     normalization: str = "NFC"
-    """Unicode normalisation applied to every document: NFC | NFKC | none."""
+    """Unicode normalisation applied to every document: NFC | NFKC | none. A tokenizer trained on NFKC text
+    normalises its input with NFKC too (full-width punctuation, letters and digits become their ASCII forms)."""
     min_chars: int = 20
     """Documents shorter than this many characters (after stripping) are dropped."""
     dedup: bool = True

@@ -27,7 +27,7 @@ from plmkit.tokenization.special import ARCHES, special_token_order, trained_spe
 
 
 def train_tokenizer(texts: Iterable[str], cfg: TokenizerConfig, arch: str, out_dir: str | Path, *,
-                    show_progress: bool = True) -> PreTrainedTokenizerFast:
+                    show_progress: bool = True, compatibility: bool = False) -> PreTrainedTokenizerFast:
     """Train a tokenizer on `texts`, save it to `out_dir` and return it.
 
     Special tokens (`cfg.special_tokens`, else the architecture's usual set) get the lowest ids, in the
@@ -41,6 +41,9 @@ def train_tokenizer(texts: Iterable[str], cfg: TokenizerConfig, arch: str, out_d
         arch: the model architecture (bert, roberta, gpt2, llama); picks the default special tokens.
         out_dir: folder to save to (created); `AutoTokenizer.from_pretrained(out_dir)` loads it back.
         show_progress: show the `tokenizers` trainer's progress bar.
+        compatibility: the texts were NFKC-normalised (data.normalization NFKC): the tokenizer normalises its input
+            the same way first, so raw text (full-width punctuation, letters and digits) meets the vocabulary it
+            was trained on.
 
     Returns:
         The trained tokenizer, with its special tokens set (pad_token, mask_token, ...).
@@ -58,6 +61,8 @@ def train_tokenizer(texts: Iterable[str], cfg: TokenizerConfig, arch: str, out_d
         tokens[tokens.index(specials["mask"])] = AddedToken(specials["mask"], lstrip=True, special=True,
                                                             normalized=False)
     tokenizer, trainer = _build(cfg, specials, tokens, show_progress)
+    if compatibility:
+        tokenizer.normalizer = normalizers.Sequence([normalizers.NFKC(), *_steps(tokenizer.normalizer)])
 
     docs = iter(texts) if cfg.train.max_docs is None else itertools.islice(texts, cfg.train.max_docs)
     first = next((doc for doc in docs if doc.strip()), None)
@@ -86,6 +91,13 @@ def train_tokenizer(texts: Iterable[str], cfg: TokenizerConfig, arch: str, out_d
     )
     wrapped.save_pretrained(str(out_dir))
     return wrapped
+
+
+def _steps(normalizer) -> list:
+    """A tokenizer's normalizer as a list of steps (none, one, or a Sequence's)."""
+    if normalizer is None:
+        return []
+    return list(normalizer) if isinstance(normalizer, normalizers.Sequence) else [normalizer]
 
 
 def _build(cfg: TokenizerConfig, specials: dict[str, str], tokens: list[str],

@@ -163,3 +163,21 @@ def test_empty_texts_are_a_data_error(tmp_path, texts):
 def test_trains_from_a_generator(tiny_docs, tmp_path):
     tok = train_tokenizer((d for d in tiny_docs), _cfg(), "bert", tmp_path, show_progress=False)
     assert len(tok) > 100
+
+
+@pytest.mark.parametrize("algorithm", ["bpe", "wordpiece", "unigram"])
+def test_a_tokenizer_for_nfkc_text_normalises_raw_text_the_same_way(tmp_path, algorithm):
+    """data.normalization NFKC trains on text whose full-width punctuation and digits became ASCII: raw text (what
+    fine-tuning and transformers users feed it) must meet the same vocabulary, not the unknown token."""
+    import unicodedata
+
+    raw = ["这家酒店太差了，再也不来了！（１２３）", "房间很干净，服务也好：下次还来；价格１２３元。"] * 20
+    docs = [unicodedata.normalize("NFKC", d) for d in raw]
+    tok = train_tokenizer(docs, _cfg(algorithm, vocab_size=VOCAB[algorithm] + 100), "bert", tmp_path,
+                          show_progress=False, compatibility=True)
+    for loaded in (tok, AutoTokenizer.from_pretrained(tmp_path)):
+        assert loaded(raw[0])["input_ids"] == loaded(docs[0])["input_ids"]
+        assert loaded.unk_token_id not in loaded(raw[1])["input_ids"]
+    plain = train_tokenizer(docs, _cfg(algorithm, vocab_size=VOCAB[algorithm] + 100), "bert", tmp_path / "plain",
+                            show_progress=False)
+    assert plain(raw[0])["input_ids"] != plain(docs[0])["input_ids"]  # without it, raw text meets other tokens
