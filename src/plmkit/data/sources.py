@@ -91,7 +91,14 @@ def reencode_hint(path: Path) -> str:
                 f"e.g. `iconv -f {encoding} -t utf-8 {path} > {fixed}`")
     if b"\x00" in head:
         return "it holds NUL bytes: it looks like a binary file (or UTF-16 text without a byte-order mark), not text"
-    return f"re-encode the file as UTF-8, e.g. `iconv -f latin1 -t utf-8 {path} > {fixed}`"
+    letters = [b for b in head if b > 0x20]
+    if letters and sum(b >= 0x80 for b in letters) > 0.3 * len(letters):  # a non-Latin script's encoding
+        return (f"most of its bytes are non-ASCII, as in a non-Latin script's encoding; re-encode it from the one it "
+                f"is in, e.g. `iconv -f gb18030 -t utf-8 {path} > {fixed}` for Simplified Chinese (GB2312, GBK), "
+                "-f big5 for Traditional Chinese, -f shift_jis for Japanese, -f euc-kr for Korean, -f cp1251 for "
+                "Cyrillic")
+    return (f"re-encode the file as UTF-8 from the encoding it is in, e.g. `iconv -f cp1252 -t utf-8 {path} > "
+            f"{fixed}` for Western European text")
 
 
 def _lines(path: Path) -> Iterator[tuple[int, str]]:

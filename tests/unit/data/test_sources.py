@@ -45,7 +45,7 @@ def test_missing_path_glob_and_folder(tmp_path):
 def test_non_utf8_names_file_line_and_byte(tmp_path):
     f = tmp_path / "latin.txt"
     f.write_bytes(b"fine\n\ncaf\xe9 au lait\n")
-    with pytest.raises(DataError, match=rf"{f}:3: not valid UTF-8 at byte 9 .*iconv -f latin1 -t utf-8"):
+    with pytest.raises(DataError, match=rf"{f}:3: not valid UTF-8 at byte 9 .*iconv -f cp1252 -t utf-8"):
         read(f)
 
 
@@ -54,6 +54,12 @@ def test_non_utf8_names_file_line_and_byte(tmp_path):
                                                r"-f utf-16 -t utf-8")),
     ("h\u00e9llo\n".encode("utf-32"), r"it is UTF-32 text.*iconv -f utf-32"),
     (b"PK\x03\x04\x00\x00\xff\xd8binary", r"it holds NUL bytes: it looks like a binary file"),
+    # a GBK file: latin1 would turn it into mojibake that trains without an error
+    ("1\t这家酒店太差了，再也不来了！\n0\t房间很干净。\n".encode("gbk"),
+     r"most of its bytes are non-ASCII.*iconv -f gb18030 -t utf-8.*-f big5 for Traditional Chinese"),
+    ("1\t這家酒店太差了\n".encode("big5"), r"most of its bytes are non-ASCII"),
+    ("Ol\u00e9, caf\u00e9 cr\u00e8me, na\u00efve \u00e0 la carte\n".encode("cp1252"),
+     r"re-encode .*iconv -f cp1252 -t utf-8 .* for Western European text"),
 ])
 def test_non_utf8_advice_follows_what_the_file_holds(tmp_path, content, advice):
     """UTF-16 read as latin1 would be text with NULs; a binary file read so would be garbage to train on."""
