@@ -246,7 +246,7 @@ def pretrain(cfg: RunConfig, *, resume: bool = False, overwrite: bool = False,
     if accelerator.is_main_process:
         if cfg.init.from_:  # the starting checkpoint's pooler, which masked-LM training has no place for
             model_weights.update(kept_checkpoint_weights(cfg.init.from_, model))
-        model_card = render_model_card(cfg, data.report.to_dict(), metrics, kind)
+        model_card = render_model_card(cfg, data.report.to_dict(), metrics, kind, len(tokenizer))
         export_final(model, tokenizer, run_dir, model_card, model_weights, extra=extra)
         (run_dir / "results.json").write_text(json.dumps(metrics, indent=1))
     accelerator.wait_for_everyone()
@@ -400,7 +400,7 @@ def export_final(model, tokenizer, run_dir: Path, model_card: str, state_dict: d
     return final
 
 
-def render_model_card(cfg: RunConfig, report: dict, metrics: dict, kind: str) -> str:
+def render_model_card(cfg: RunConfig, report: dict, metrics: dict, kind: str, vocab_size: int | None = None) -> str:
     """A Hugging Face model card: data, tokenizer, objective, steps, tokens and final metrics."""
     task = {"masked_lm": "fill-mask", "causal_lm": "text-generation", "electra": "feature-extraction",
             "seq2seq_lm": "text2text-generation"}[kind]
@@ -408,7 +408,8 @@ def render_model_card(cfg: RunConfig, report: dict, metrics: dict, kind: str) ->
             "electra": "AutoModelForPreTraining", "seq2seq_lm": "AutoModelForSeq2SeqLM"}[kind]
     source = cfg.data.hf_dataset or ", ".join(cfg.data.paths)
     tokenizer = cfg.tokenizer.pretrained or cfg.init.from_ or (
-        f"{cfg.tokenizer.train.algorithm}, trained on the same data, vocabulary {cfg.tokenizer.train.vocab_size}")
+        f"{cfg.tokenizer.train.algorithm}, trained on the same data, vocabulary "
+        f"{vocab_size if vocab_size is not None else cfg.tokenizer.train.vocab_size:,}")
     objective = ", ".join(f"{k}={v}" for k, v in vars(cfg.objective).items())
     lines = [
         "---", "library_name: transformers", f"pipeline_tag: {task}", "tags: [plmkit]", "---", "",
@@ -514,7 +515,7 @@ def finetune(cfg: RunConfig, *, scratch: bool = False, resume: bool = False, ove
         if threshold is not None:
             model.config.plmkit_threshold = threshold
         model.config.plmkit_task_inputs = {k: getattr(cfg.task, k) for k in TASK_INPUTS if hasattr(cfg.task, k)}
-        card = render_finetune_card(cfg, metrics, scratch)
+        card = render_finetune_card(cfg, metrics, scratch, threshold)
         export_final(model, tokenizer, run_dir, card, weights)
         (run_dir / "results.json").write_text(json.dumps(metrics, indent=1))
         plot_finetune_curves(run_dir)
@@ -576,16 +577,33 @@ def _warn_overlap(train_raw, valid_raw, train_source, valid_source) -> None:
                      f"{train_source}; validation scores will be optimistic")
 
 
-def render_finetune_card(cfg: RunConfig, metrics: dict, scratch: bool) -> str:
+def render_finetune_card(cfg: RunConfig, metrics: dict, scratch: bool, threshold: float | None = None) -> str:
+    """A Hugging Face model card for a fine-tuned model: how it was trained, its scores, and a `pipeline` snippet
+    that gives what `plm predict` gives (multi-label: every label's score and the tuned threshold; NER: entity
+    spans)."""
     task = {"classification": "text-classification", "multilabel": "text-classification",
             "ner": "token-classification"}[cfg.task.name]
     rows = "\n".join(f"| {k} | {v:.4f} |" if isinstance(v, float) else f"| {k} | {v} |"
                      for k, v in metrics.items())
     start = "random weights (from scratch)" if scratch else cfg.init.from_
+    how = (f" with LoRA adapters (rank {cfg.adapter.r}, alpha {cfg.adapter.alpha}, on "
+           f"{', '.join(cfg.adapter.target_modules)}), merged into the weights: no peft needed to load it"
+           if cfg.adapter.name == "lora" else "")
+    use = f'from transformers import pipeline\npipe = pipeline("{task}", model="path/to/final")'
+    if cfg.task.name == "multilabel":
+        cut = threshold if threshold is not None else 0.5
+        use = ('from transformers import pipeline\n'
+               f'pipe = pipeline("{task}", model="path/to/final", top_k=None, function_to_apply="sigmoid")\n'
+               'scores = pipe(["your text"])[0]  # every label with its score\n'
+               f'labels = [s["label"] for s in scores if s["score"] >= {cut:g}]  '
+               "# the threshold tuned on validation (config.json: plmkit_threshold)")
+    elif cfg.task.name == "ner":
+        use = ('from transformers import pipeline\n'
+               f'pipe = pipeline("{task}", model="path/to/final", aggregation_strategy="simple")  # entity spans')
     return (f"---\nlibrary_name: transformers\npipeline_tag: {task}\ntags: [plmkit]\n---\n\n# {cfg.run.name}\n\n"
-            f"Fine-tuned with plmkit for `{cfg.task.name}` from {start} on {cfg.task.train} "
+            f"Fine-tuned with plmkit for `{cfg.task.name}` from {start}{how} on {cfg.task.train} "
             f"(validation: {cfg.task.validation or 'held out from training'}).\n\n| | |\n|---|---|\n{rows}\n\n"
-            f"```python\nfrom transformers import pipeline\npipe = pipeline(\"{task}\", model=\"path/to/final\")\n```\n")
+            f"```python\n{use}\n```\n")
 
 
 def plot_finetune_curves(run_dir: Path) -> Path | None:

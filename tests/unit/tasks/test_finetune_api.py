@@ -282,3 +282,28 @@ def test_pretraining_refuses_a_null_lr(tmp_path):
                       ["train.lr=null", f"run.output_dir={tmp_path / 'run'}"])
     with pytest.raises(ConfigError, match="train.lr is null"):
         api.pretrain(cfg, show_progress=False)
+
+
+def test_the_multilabel_cards_pipeline_snippet_gives_what_predict_gives(finetuned, tmp_path):
+    """The card's snippet, run as written (but for the folder and the text), returns the labels plm predict returns:
+    every label's sigmoid score against the threshold tuned on validation, not the top label alone."""
+    import re
+
+    run = finetuned("multilabel", "train.epochs=3")
+    card = (run.final / "README.md").read_text(encoding="utf-8")
+    snippet = re.search(r"```python\n(.*?)```", card, re.S).group(1)
+    assert "top_k=None" in snippet and 'function_to_apply="sigmoid"' in snippet
+    texts = ["the whitespace in each paragraph", "a new list of words", "tabs and lines"]
+    data = tmp_path / "texts.tsv"
+    data.write_text("sentence\n" + "\n".join(texts) + "\n", encoding="utf-8")
+    api.predict(run.final, "multilabel", data, tmp_path / "preds.jsonl", show_progress=False)
+    predicted = [json.loads(line)["labels"] for line in (tmp_path / "preds.jsonl").read_text().splitlines()]
+    for text, labels in zip(texts, predicted):
+        scope: dict = {}
+        exec(snippet.replace("path/to/final", str(run.final)).replace("your text", text), scope)  # noqa: S102
+        assert sorted(scope["labels"]) == sorted(labels)
+
+
+def test_the_ner_card_gives_entity_spans(finetuned):
+    card = (finetuned("ner", *RUN["ner"]).final / "README.md").read_text(encoding="utf-8")
+    assert 'aggregation_strategy="simple"' in card

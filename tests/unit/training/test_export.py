@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import pytest
 import torch
 from safetensors import safe_open
@@ -47,6 +48,8 @@ def test_final_folder_layout_and_model_card(objective, final):
     assert f"with plmkit ({objective})" in card
     assert ("pipeline_tag: fill-mask" if objective == "mlm" else "pipeline_tag: text-generation") in card
     assert AUTO[objective].__name__ in card
+    vocab = len(json.loads((path / "tokenizer.json").read_text())["model"]["vocab"])
+    assert f"trained on the same data, vocabulary {vocab:,} |" in card  # the tokenizer's, not the setting
 
 
 @pytest.mark.parametrize("objective", ["mlm", "clm"])
