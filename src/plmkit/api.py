@@ -232,7 +232,7 @@ def pretrain(cfg: RunConfig, *, resume: bool = False, overwrite: bool = False,
         stderr.print("data.validation_fraction is 0: every document is trained on, and nothing is evaluated")
     result = fit(cfg, model, objective, blocks["train"], eval_blocks, run_dir, resume=resume,
                  accelerator=accelerator, show_progress=show_progress,
-                 resume_command=f"plm pretrain {run_dir / 'config.yaml'} --resume")
+                 resume_command=resume_command("pretrain", run_dir))
     if result.done_before:
         return _finished_run(run_dir, accelerator)
     metrics = {"steps": result.steps, "tokens_seen": result.tokens_seen, **result.metrics}
@@ -317,6 +317,13 @@ def _open_run(cfg: RunConfig, *, resume: bool, overwrite: bool):
     accelerator.wait_for_everyone()
     set_seed(cfg.run.seed)
     return run_dir, accelerator
+
+
+def resume_command(command: str, run_dir: Path, flags: str = "") -> str:
+    """The command that continues a run. A relative run.output_dir means the config's relative paths (data, model,
+    the run folder itself) are read from the folder plm runs in: the command says which."""
+    line = f"plm {command} {run_dir / 'config.yaml'} --resume{flags}"
+    return line if run_dir.is_absolute() else f"cd {Path.cwd()} && {line}"
 
 
 def _flat(tree: dict, prefix: str = "") -> dict:
@@ -490,7 +497,7 @@ def finetune(cfg: RunConfig, *, scratch: bool = False, resume: bool = False, ove
         stderr.print(f"{cfg.task.name}: {len(train):,} training and {len(valid):,} validation examples, "
                      f"{len(task.labels)} labels; model {cfg.init.from_}{' (from scratch)' if scratch else ''}, "
                      f"{sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters")
-    command = f"plm finetune {run_dir / 'config.yaml'} --resume" + (" --scratch" if scratch else "")
+    command = resume_command("finetune", run_dir, " --scratch" if scratch else "")
     result = fit(cfg, model, task, train, valid, run_dir, resume=resume, accelerator=accelerator,
                  show_progress=show_progress, on_eval=on_eval, resume_command=command if resumable else None)
     if result.done_before:

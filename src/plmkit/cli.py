@@ -108,7 +108,10 @@ def pretrain(config: ConfigArg, set_: SetOpt = None,
     run.output_dir/final/."""
     from plmkit import api, load_config
 
-    result = api.pretrain(load_config(config, set_), resume=resume, overwrite=overwrite, show_progress=_progress(quiet))
+    cfg = load_config(config, set_)
+    if resume:
+        _check_resumed_from_here(config, cfg)
+    result = api.pretrain(cfg, resume=resume, overwrite=overwrite, show_progress=_progress(quiet))
     emit({"output_dir": str(result.output_dir), **result.metrics})
 
 
@@ -135,8 +138,29 @@ def finetune(
 
     cfg = finetune_config(config, set_, model=model, task=task, train=train, validation=validation, out=out,
                           epochs=epochs, lora=lora)
+    if resume and config is not None:
+        _check_resumed_from_here(config, cfg)
     result = api.finetune(cfg, scratch=scratch, resume=resume, overwrite=overwrite, show_progress=_progress(quiet))
     emit({"output_dir": str(result.output_dir), **result.metrics})
+
+
+def _check_resumed_from_here(config: Path, cfg) -> None:
+    """--resume with a run's own config.yaml from another folder: its relative run.output_dir (and data paths) would
+    be read from here, and the run would start afresh somewhere else. Refused, naming the folder to run it from."""
+    from plmkit.errors import PlmError
+
+    home = config.resolve().parent
+    if config.name != "config.yaml" or not ((home / "checkpoints").is_dir() or (home / "metrics.jsonl").is_file()):
+        return  # not a run folder's own config
+    out = Path(cfg.run.output_dir)
+    if out.resolve() == home:
+        return
+    launch = (Path(*home.parts[:len(home.parts) - len(out.parts)])
+              if not out.is_absolute() and home.parts[len(home.parts) - len(out.parts):] == out.parts else None)
+    where = f"run it from {launch} (cd {launch})" if launch else "run it from the folder you started the run in"
+    raise PlmError(f"{config} is the config of the run in {home}, but its run.output_dir {str(out)!r} is read from "
+                   f"this folder ({Path.cwd()}), where it is {out.resolve()}: --resume would start a new run there. "
+                   f"Relative paths in a config are read from the folder plm runs in; {where}")
 
 
 def finetune_config(config: Path | None, set_: list[str] | None, *, model: str | None = None,
