@@ -23,7 +23,15 @@ LABEL_SEPARATORS = (",", ";", "|")  # a multi-label string is split on the first
 
 _HOC_ITEM = re.compile(r"(\d+)_([01])")  # HoC labels: `0_0,1_1,...,9_0` -> hallmark ids whose flag is 1
 _GROUP_SUFFIX = re.compile(r"(.*)_s\d+")  # `<PMID>_s<sentence number>` -> `<PMID>`
-_TAG = re.compile(r"O|[BIES]-\S+")
+_TAG = re.compile(r"O|[BIMES]-\S+")  # IOB1, IOB2, BIOES and BMES (whose M- is BIOES's I-)
+TAG_FORMS = "B-/I-/E-/S-<TYPE> or M-<TYPE> (schemes IOB1, IOB2, BIOES, BMES; e.g. B-PER)"
+"""What an NER tag may be besides `O`, as error messages say it."""
+# Han, kana, Hangul: a token-per-line file never has a token of these this long, nor one with sentence
+# punctuation inside it (word-segmented files put `，` and `。` on lines of their own); a whole sentence does.
+_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]")
+_CJK_SENTENCE_PUNCTUATION = re.compile(r"[，。！？；]")
+LONGEST_CJK_TOKEN = 20
+"""A token with CJK characters longer than this is taken for a whole sentence (MSRA's are 1 character)."""
 _INTEGER = re.compile(r"-?\d+")
 
 
@@ -189,6 +197,8 @@ def _find_columns(where: str, names: list[str], noun: str, *, text_column: str |
     if label is None and require_labels:
         raise missing("label", label_names, "task.label_column", "holds the labels")
     if group_column and group_column not in names:
+        if not require_labels:  # groups only gather scores (HoC's abstracts): texts to predict need none
+            return text, text_pair_column, label, None
         raise missing("group", (group_column,), "task.group_column", "holds the group ids (or unset it)")
     return text, text_pair_column, label, group_column
 
@@ -284,9 +294,11 @@ def read_tagged_sentences(path: str | Path, *, require_tags: bool = True) -> lis
     """Read an NER column file (.txt, .tsv, .conll): one token per line, sentences separated by blank lines.
 
     Fields are separated by tabs (if the line has one) or spaces; the token is the first field and the tag the
-    last, so `EU NNP B-NP B-ORG` and `EU<TAB>B-ORG` both read as (`EU`, `B-ORG`). `-DOCSTART-` lines are
-    skipped. IOB1 and BIOES tags are converted to IOB2 (see `convert_to_iob2`), and so are `I-` tags that
-    start an entity in an IOB2 file (they become `B-`).
+    last, so `EU NNP B-NP B-ORG` and `EU<TAB>B-ORG` both read as (`EU`, `B-ORG`). On a tab-separated line the
+    token may hold spaces or be one (` <TAB>O`, as in character-level Chinese files with English in them); a
+    line of only spaces and tabs ends a sentence. `-DOCSTART-` lines are skipped. IOB1, BIOES and BMES tags
+    are converted to IOB2 (see `convert_to_iob2`), and so are `I-` tags that start an entity in an IOB2 file
+    (they become `B-`).
 
     Args:
         path: the data file.
@@ -297,7 +309,8 @@ def read_tagged_sentences(path: str | Path, *, require_tags: bool = True) -> lis
 
     Raises:
         DataError: the file is missing, empty or not UTF-8; a line lacks a tag; a tag is neither `O` nor
-            `B-`, `I-`, `E-` or `S-` followed by a type. The message names the file and the line.
+            `B-`, `I-`, `M-`, `E-` or `S-` followed by a type; a line holds a whole sentence, not one token
+            (see `_looks_like_a_sentence`). The message names the file and the line.
     """
     path = Path(path)
     sentences: list[TaggedSentence] = []
@@ -310,12 +323,16 @@ def read_tagged_sentences(path: str | Path, *, require_tags: bool = True) -> lis
                 sentences.append(TaggedSentence(tokens=tokens, tags=tags))
                 tokens, tags = [], []
             continue
+        if _looks_like_a_sentence(line, fields):
+            raise DataError(_sentence_message(f"{path}:{lineno}", line, require_tags))
         if len(fields) == 1 and require_tags:
+            space_hint = ("; a token that is a space needs a tab between it and its tag (` <TAB>O`)"
+                          if line[:1] == " " and _TAG.fullmatch(fields[0]) else "")
             raise DataError(f"{path}:{lineno}: expected at least a token and a tag (separated by a tab or spaces), "
-                            f"got {line.strip()!r}; add the tag as the last field")
+                            f"got {line.strip()!r}; add the tag as the last field{space_hint}")
         tag = fields[-1] if len(fields) > 1 else "O"
         if not _TAG.fullmatch(tag):
-            raise DataError(f"{path}:{lineno}: tag {tag!r} is neither 'O' nor B-/I-/E-/S-<TYPE> (e.g. B-PER); "
+            raise DataError(f"{path}:{lineno}: tag {tag!r} is neither 'O' nor {TAG_FORMS}; "
                             "the tag must be the last field on the line")
         tokens.append(fields[0])
         tags.append(tag)
@@ -330,22 +347,59 @@ def read_tagged_sentences(path: str | Path, *, require_tags: bool = True) -> lis
 
 
 def _fields(line: str) -> list[str]:
-    """Split on tabs if the line has one (so tokens may hold spaces), else on runs of spaces."""
-    line = line.strip(" \t")
+    """Split on tabs if the line has one (so tokens may hold spaces), else on runs of spaces; [] for a line of
+    only spaces and tabs (a sentence break).
+
+    On a tab-separated line empty fields are dropped and the others lose their surrounding spaces, except a
+    first field that is only whitespace: it is the token (` <TAB>O` is a space tagged O).
+    """
+    if not line.strip(" \t"):
+        return []
     if "\t" in line:
-        return [field for field in (part.strip(" ") for part in line.split("\t")) if field]
+        parts = [part for part in line.split("\t") if part]
+        token = parts[0].strip(" ") or parts[0]
+        return [token, *(field for field in (part.strip(" ") for part in parts[1:]) if field)]
     return [field for field in line.split(" ") if field]
 
 
-def convert_to_iob2(tags: list[str]) -> list[str]:
-    """Convert one sentence's tags from IOB1, IOB2 or BIOES to IOB2.
+def _looks_like_a_sentence(line: str, fields: list[str]) -> bool:
+    """Whether a line holds a whole sentence (a file of plain text, one sentence per line) instead of a token.
 
-    An entity starts with `B-`; `S-X` becomes `B-X`; `I-X` and `E-X` become `I-X` after a `B-X` or `I-X` and
-    `B-X` otherwise (IOB1's entity starts, or a stray `I-` in an IOB2 file). Valid IOB2 comes back unchanged, so
-    the result does not depend on which scheme `detect_scheme` reports.
+    Two signs, neither of which a token-per-line file shows: a first field with CJK characters that is longer
+    than `LONGEST_CJK_TOKEN` or holds full-width sentence punctuation among other characters
+    (`中国外交部发言人秦刚在北京表示，...`); or a line without tabs of three or more space-separated fields,
+    none of which (after the first) is a tag, mostly words (`EU rejects German call to boycott British lamb`).
+    The second only picks the message for a line that would stop anyway, since its last field is no tag.
+    """
+    token = fields[0]
+    if _CJK.search(token) and (len(token) > LONGEST_CJK_TOKEN
+                               or (len(token) > 1 and _CJK_SENTENCE_PUNCTUATION.search(token))):
+        return True
+    if "\t" in line or len(fields) < 3 or any(_TAG.fullmatch(field) for field in fields[1:]):
+        return False
+    wordlike = sum(1 for field in fields if _CJK.search(field) or any(c.islower() for c in field))
+    return 2 * wordlike >= len(fields)
+
+
+def _sentence_message(where: str, line: str, require_tags: bool) -> str:
+    text = line.strip()
+    preview = text if len(text) <= 30 else text[:30] + "..."
+    reads = ("NER prediction reads one token per line (a tag after it is optional)" if not require_tags
+             else "an NER file holds one token per line followed by its tag (e.g. `EU<TAB>B-ORG`)")
+    return (f"{where}: this line looks like a whole sentence ({preview!r}), but {reads}, with a blank line "
+            "between sentences; write each sentence as its tokens, one per line, and a blank line after it "
+            "(for Chinese, one character per line; for languages written with spaces, one word per line)")
+
+
+def convert_to_iob2(tags: list[str]) -> list[str]:
+    """Convert one sentence's tags from IOB1, IOB2, BIOES or BMES to IOB2.
+
+    An entity starts with `B-`; `S-X` becomes `B-X`; `I-X`, `M-X` (BMES's inside) and `E-X` become `I-X`
+    after a `B-X`, `I-X` or `M-X` and `B-X` otherwise (IOB1's entity starts, or a stray `I-` in an IOB2 file).
+    Valid IOB2 comes back unchanged, so the result does not depend on which scheme `detect_scheme` reports.
 
     Args:
-        tags: `O` or `<B|I|E|S>-<TYPE>` per token.
+        tags: `O` or `<B|I|M|E|S>-<TYPE>` per token.
 
     Returns:
         The IOB2 tags, one per token.
@@ -357,8 +411,8 @@ def convert_to_iob2(tags: list[str]) -> list[str]:
     prev_prefix, prev_type = "O", ""
     for tag in tags:
         prefix, entity_type = _split_tag(tag)
-        if prefix in ("I", "E"):
-            continues = prev_prefix in ("B", "I") and prev_type == entity_type
+        if prefix in ("I", "M", "E"):
+            continues = prev_prefix in ("B", "I", "M") and prev_type == entity_type
             out.append(f"{'I' if continues else 'B'}-{entity_type}")
         elif prefix == "S":
             out.append(f"B-{entity_type}")
@@ -369,32 +423,35 @@ def convert_to_iob2(tags: list[str]) -> list[str]:
 
 
 def detect_scheme(sentences_tags: list[list[str]]) -> str:
-    """Name the tag scheme of a whole file: "BIOES", "IOB2" or "IOB1".
+    """Name the tag scheme of a whole file: "BMES", "BIOES", "IOB2" or "IOB1".
 
-    BIOES if any `S-` or `E-` tag occurs; else IOB2 if some entity starts with `B-` (after `O`, another type or
-    at the sentence start); else IOB1 if some entity starts with `I-`; else (no entities) IOB2. A file that is
-    mostly IOB2 with a few stray `I-` starts is IOB2.
+    BMES if any `M-` tag occurs; else BIOES if any `S-` or `E-` tag occurs; else IOB2 if some entity starts
+    with `B-` (after `O`, another type or at the sentence start); else IOB1 if some entity starts with `I-`;
+    else (no entities) IOB2. A file that is mostly IOB2 with a few stray `I-` starts is IOB2.
 
     Args:
         sentences_tags: the tags of every sentence of the file.
 
     Returns:
-        "BIOES", "IOB2" or "IOB1".
+        "BMES", "BIOES", "IOB2" or "IOB1".
 
     Raises:
-        ValueError: a tag is not `O` or `<B|I|E|S>-<TYPE>`.
+        ValueError: a tag is not `O` or `<B|I|M|E|S>-<TYPE>`.
     """
-    b_starts = i_starts = False
+    b_starts = i_starts = bioes = False
     for tags in sentences_tags:
         prev_prefix, prev_type = "O", ""
         for tag in tags:
             prefix, entity_type = _split_tag(tag)
-            if prefix in ("S", "E"):
-                return "BIOES"
+            if prefix == "M":
+                return "BMES"
+            bioes |= prefix in ("S", "E")
             starts = not (prev_prefix in ("B", "I") and prev_type == entity_type)
             b_starts |= prefix == "B" and starts
             i_starts |= prefix == "I" and starts
             prev_prefix, prev_type = prefix, entity_type
+    if bioes:
+        return "BIOES"
     if b_starts or not i_starts:
         return "IOB2"
     return "IOB1"
@@ -403,7 +460,7 @@ def detect_scheme(sentences_tags: list[list[str]]) -> str:
 def _split_tag(tag: str) -> tuple[str, str]:
     """`B-PER` -> ("B", "PER"); `O` -> ("O", "")."""
     if not _TAG.fullmatch(tag):
-        raise ValueError(f"tag {tag!r} is neither 'O' nor B-/I-/E-/S-<TYPE> (e.g. B-PER)")
+        raise ValueError(f"tag {tag!r} is neither 'O' nor {TAG_FORMS}")
     return (tag, "") if tag == "O" else (tag[0], tag[2:])
 
 

@@ -20,7 +20,7 @@ from plmkit.tasks.io import label_list, read_tagged_sentences
 @dataclass
 class NERConfig:
     train: str | None = None
-    """Training file: token first, tag last on each line, a blank line between sentences (IOB1/IOB2/BIOES)."""
+    """Training file: token first, tag last on each line, a blank line between sentences (IOB1/IOB2/BIOES/BMES)."""
     validation: str | None = None
     """Validation file (same format); the best checkpoint is chosen on it."""
     max_length: int = 256

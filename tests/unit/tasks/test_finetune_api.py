@@ -291,7 +291,7 @@ def test_the_multilabel_cards_pipeline_snippet_gives_what_predict_gives(finetune
 
     run = finetuned("multilabel", "train.epochs=3")
     card = (run.final / "README.md").read_text(encoding="utf-8")
-    snippet = re.search(r"```python\n(.*?)```", card, re.S).group(1)
+    snippet = re.search(r"```python\n(.*?)```", card, re.DOTALL).group(1)
     assert "top_k=None" in snippet and 'function_to_apply="sigmoid"' in snippet
     texts = ["the whitespace in each paragraph", "a new list of words", "tabs and lines"]
     data = tmp_path / "texts.tsv"

@@ -140,6 +140,9 @@ def test_missing_label_pair_and_group_columns(tmp_path):
         read_text_examples(f, label_column="stars", text_pair_column="text_b")
     with pytest.raises(DataError, match=r"looked for 'index'.*task\.group_column"):
         read_text_examples(f, label_column="stars", group_column="index")
+    # texts to predict need no groups (HoC's abstracts only gather scores): the model's saved group_column is let be
+    [ex] = read_text_examples(f, multilabel=True, group_column="index", require_labels=False)
+    assert ex.text == "nice" and ex.group is None
     j = write(tmp_path, "d.jsonl", '{"text": "a", "label": "x"}\n{"text": "b"}\n')
     with pytest.raises(DataError, match=at(j, 2) + r" no label key .*keys: 'text'.*task\.label_column"):
         read_text_examples(j)
