@@ -466,7 +466,7 @@ def finetune(cfg: RunConfig, *, scratch: bool = False, resume: bool = False, ove
             of compare and tune, which say what to do themselves.
     """
     from plmkit.tasks import build_task
-    from plmkit.tasks.base import draw_examples
+    from plmkit.tasks.base import check_unknown_tokens, draw_examples
 
     check_finetune_config(cfg)
     # before the run folder: a model path that is wrong leaves nothing behind
@@ -486,6 +486,7 @@ def finetune(cfg: RunConfig, *, scratch: bool = False, resume: bool = False, ove
     model = build_task_model(cfg.init.from_, task.model_kind, task.model_kwargs(), scratch=scratch)
     _fit_max_length(task, model.config)
     train, valid = task.encode(train_raw, source=cfg.task.train), task.encode(valid_raw, source=valid_source)
+    check_unknown_tokens(tokenizer, train, cfg.task.train, refuse=True, warn=accelerator.is_main_process)
     base_model = model
     if cfg.adapter.name == "lora":
         from plmkit.models.peft import add_lora, trainable_share
@@ -734,8 +735,11 @@ def evaluate(model_dir: str | Path, task_name: str, data: str | Path, *, overrid
     """`plm evaluate`: score a fine-tuned model on a labeled file; writes eval/<task>-<file>.json (and a
     confusion-matrix PNG for classification) next to the model's final/ folder. Another file of the same name
     (a/dev.tsv, then b/dev.tsv) gets its own: eval/<task>-<file>-<hash of its path>.json."""
+    from plmkit.tasks.base import check_unknown_tokens
+
     task, model = _load_task_model(model_dir, task_name, overrides)
     encoded = task.encode(task.read(str(data)), source=str(data))
+    check_unknown_tokens(task.tokenizer, encoded, str(data), refuse=False)
     outputs = _run_task(task, model, encoded, show_progress=show_progress)
     scores = task.metrics(outputs)
     model_dir = Path(model_dir)
@@ -771,11 +775,14 @@ def _eval_name(out: Path, task_name: str, data: Path) -> str:
 def predict(model_dir: str | Path, task_name: str, data: str | Path, output: str | Path, *,
             overrides: list[str] | None = None, show_progress: bool = True) -> dict:
     """`plm predict`: labels for every example of a (possibly unlabeled) file, one JSON object per line."""
+    from plmkit.tasks.base import check_unknown_tokens
+
     if Path(output).is_dir():
         raise PlmError(f"--output {output} is a folder; give a file to write, e.g. {Path(output) / 'preds.jsonl'}")
     task, model = _load_task_model(model_dir, task_name, overrides)
     raw = [_unlabeled(example) for example in task.read(str(data), require_labels=False)]  # labels are not used
     encoded = task.encode(raw, source=str(data))
+    check_unknown_tokens(task.tokenizer, encoded, str(data), refuse=False)
     predictions = task.decode(_run_task(task, model, encoded, show_progress=show_progress))
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)

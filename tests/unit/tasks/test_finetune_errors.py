@@ -171,3 +171,29 @@ def test_lora_adapter(finetune_cfg, task_files, tiny_encoder, tmp_path):
                            load_file(tiny_encoder / "model.safetensors")[query])
     _, info = AutoModelForSequenceClassification.from_pretrained(out / "final", output_loading_info=True)
     assert not info["missing_keys"] and not info["unexpected_keys"]
+
+
+def test_text_the_models_tokenizer_does_not_cover_is_refused(finetune_cfg, task_files, tmp_path):
+    """An English model on Chinese reviews: most tokens would be [UNK] (62% for all-MiniLM-L6-v2 on ChnSentiCorp),
+    and the run would train on almost nothing; pre-training refuses the same."""
+    _, dev = task_files("classification", tmp_path / "data")
+    train = tmp_path / "zh.tsv"
+    rows = ["这家酒店太差了再也不来了\tno", "房间很干净服务也好\tyes"] * 20
+    train.write_text("sentence\tlabel\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    with pytest.raises(DataError, match=rf"\d+% of the tokens of {re.escape(str(train))} are the unknown token "
+                                        r"'\[UNK\]': the tokenizer of .* does not cover this text; fine-tune a model "
+                                        r"made for its language"):
+        api.finetune(finetune_cfg("classification", train, dev, tmp_path / "run"), show_progress=False)
+
+
+def test_some_unknown_tokens_warn_and_few_pass(capsys, squash):
+    from types import SimpleNamespace
+
+    from plmkit.tasks.base import check_unknown_tokens
+
+    tokenizer = SimpleNamespace(unk_token_id=1, unk_token="[UNK]", all_special_ids=[0, 1, 2], name_or_path="m")
+    some = [{"input_ids": [0, 1, 5, 6, 7, 8, 2]}]  # [CLS] [UNK] x x x x [SEP]: 1 in 5 text tokens
+    assert check_unknown_tokens(tokenizer, some, "f.tsv", refuse=True) == pytest.approx(0.2)
+    assert squash("warning: 20% of the tokens of f.tsv are the unknown token") in squash(capsys.readouterr().err)
+    assert check_unknown_tokens(tokenizer, [{"input_ids": [0, 5, 6, 2]}], "f.tsv", refuse=True) == 0.0
+    assert capsys.readouterr().err == ""
