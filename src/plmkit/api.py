@@ -140,6 +140,8 @@ def _tokenizer_key(cfg: RunConfig) -> str:
              "data": {k: getattr(cfg.data, k) for k in KEYED_SETTINGS}, "tokenizer": tokenizer}
     if cfg.data.normalization == "NFKC":  # its tokenizers normalise with NFKC too: not the ones cached before that
         parts["nfkc_in_tokenizer"] = True
+    if cfg.model.arch == "t5":  # its tokenizers end a text with </s>: not the ones cached before that
+        parts["t5_eos"] = True
     return hashlib.blake2b(json.dumps(parts, sort_keys=True, default=str).encode(), digest_size=12).hexdigest()
 
 

@@ -32,7 +32,8 @@ def train_tokenizer(texts: Iterable[str], cfg: TokenizerConfig, arch: str, out_d
 
     Special tokens (`cfg.special_tokens`, else the architecture's usual set) get the lowest ids, in the
     order pad, unk, cls/bos, sep/eos, mask, and are never split. When the set has both cls and sep, encoding
-    adds them ("[CLS] A [SEP] B [SEP]"; RoBERTa's "<s> A </s></s> B </s>"); otherwise nothing is added.
+    adds them ("[CLS] A [SEP] B [SEP]"; RoBERTa's "<s> A </s></s> B </s>"); T5 ends a text with eos ("A </s>", as
+    its span-corruption inputs do); otherwise nothing is added.
     `model_max_length` is left unset (very large); the caller may set it.
 
     Args:
@@ -82,6 +83,10 @@ def train_tokenizer(texts: Iterable[str], cfg: TokenizerConfig, arch: str, out_d
 
     if "cls" in specials and "sep" in specials:
         tokenizer.post_processor = _template(specials, tokenizer, roberta=arch == "roberta")
+    elif arch == "t5" and "eos" in specials:  # as T5's own tokenizers, and span corruption's inputs: "A </s>"
+        eos = specials["eos"]
+        tokenizer.post_processor = processors.TemplateProcessing(
+            single=f"$A {eos}", pair=f"$A {eos} $B {eos}", special_tokens=[(eos, tokenizer.token_to_id(eos))])
     wrapped = PreTrainedTokenizerFast(
         tokenizer_object=tokenizer,
         **{f"{role}_token": token for role, token in specials.items()},

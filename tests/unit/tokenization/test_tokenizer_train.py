@@ -86,6 +86,16 @@ def test_causal_archs_add_no_special_tokens(tiny_docs, tmp_path, arch):
     assert tok.decode(tok("Wrap a line.")["input_ids"]) == "Wrap a line."
 
 
+def test_t5_ends_a_text_with_eos_as_its_span_corruption_inputs_do(tiny_docs, tmp_path):
+    """T5's own tokenizers append </s>; without it generate() reads inputs unlike training, and seq2seq labels
+    made with the tokenizer never learn to stop."""
+    tok = train_tokenizer(tiny_docs, _cfg("unigram"), "t5", tmp_path, show_progress=False)
+    for loaded in (tok, AutoTokenizer.from_pretrained(tmp_path)):
+        plain = loaded("wrap the text", add_special_tokens=False)["input_ids"]
+        assert loaded("wrap the text")["input_ids"] == [*plain, loaded.eos_token_id]
+        assert loaded.decode(loaded("Wrap a line.")["input_ids"], skip_special_tokens=True) == "Wrap a line."
+
+
 @pytest.mark.parametrize("algorithm", ["bpe", "wordpiece", "unigram"])
 def test_lowercase(tiny_docs, tmp_path, algorithm):
     tok = train_tokenizer(tiny_docs, _cfg(algorithm, lowercase=True), "bert", tmp_path, show_progress=False)
