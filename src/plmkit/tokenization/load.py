@@ -54,7 +54,11 @@ def load_tokenizer(name_or_path: str, *, special_tokens: dict[str, str] | None =
             raise DataError(f"tokenizer path {path} is a file; point {source} at the folder that holds "
                             "tokenizer.json / tokenizer_config.json")
         if not any((path / name).is_file() for name in TOKENIZER_FILES):
-            raise DataError(f"tokenizer folder {path} holds none of {', '.join(TOKENIZER_FILES[:4])}, ...; {_hint(source)}")
+            inside = sorted(str(sub) for sub in path.iterdir()
+                            if sub.is_dir() and any((sub / name).is_file() for name in TOKENIZER_FILES))
+            below = f"; the folder below it, {inside[0]}, holds one: point {source} there" if inside else ""
+            raise DataError(f"tokenizer folder {path} holds none of {', '.join(TOKENIZER_FILES[:4])}, ...{below}; "
+                            f"{_hint(source)}")
     elif _looks_local(name_or_path):
         what = "tokenizer folder" if source == "tokenizer.pretrained" else "folder"
         raise DataError(f"{what} {path} does not exist ({source}); {_hint(source)}")

