@@ -756,6 +756,7 @@ def evaluate(model_dir: str | Path, task_name: str, data: str | Path, *, overrid
         matrix = confusion_matrix(outputs["prediction"], outputs["reference"], len(task.labels))
         plot_confusion_matrix(matrix, task.labels, out / f"{name}-confusion.png", title=f"{task_name}: {data}")
         result["confusion_matrix"] = matrix.tolist()
+        result["confusion_labels"] = [str(label) for label in task.labels]  # its rows' and columns' order
     (out / f"{name}.json").write_text(json.dumps(result, indent=1))
     stderr.print(f"metrics written to {out / f'{name}.json'}")
     return result

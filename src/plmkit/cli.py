@@ -269,7 +269,7 @@ def evaluate(model_dir: Annotated[Path, typer.Argument(help="A fine-tuned model 
     from plmkit import api
 
     result = api.evaluate(model_dir, task, data, overrides=set_, show_progress=_progress(quiet))
-    emit({k: v for k, v in result.items() if k != "confusion_matrix"})
+    emit({k: v for k, v in result.items() if k not in ("confusion_matrix", "confusion_labels")})
 
 
 @app.command()

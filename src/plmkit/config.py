@@ -445,8 +445,17 @@ def _did_you_mean(base: DictConfig, key: str, prefix: str = "") -> str:
     if not isinstance(node, DictConfig):
         return ""
     names = ["from" if name == "from_" else str(name) for name in node]
-    close = difflib.get_close_matches(leaf, names, n=1, cutoff=0.6)
+    close = difflib.get_close_matches(leaf, names, n=1, cutoff=0.6) or [
+        name for name in names if ALIASES.get(leaf) == name]
     return f"did you mean {prefix + '.'.join([*path, close[0]])!r}? " if close else ""
+
+
+ALIASES = {"rank": "r", "lora_r": "r", "lora_alpha": "alpha", "learning_rate": "lr", "lr_scheduler": "lr_schedule",
+           "steps": "max_steps", "num_epochs": "epochs", "num_train_epochs": "epochs", "warmup": "warmup_steps",
+           "gradient_accumulation_steps": "grad_accum", "per_device_train_batch_size": "batch_size",
+           "n_layers": "num_layers", "num_hidden_layers": "num_layers", "num_attention_heads": "num_heads",
+           "hidden": "hidden_size", "max_seq_length": "max_length", "seq_len": "block_size", "output": "output_dir"}
+"""Names other tools (transformers, peft) give a setting, for the "did you mean" of a key difflib finds no match for."""
 
 
 def _public_key(key: str) -> str:

@@ -5,6 +5,8 @@ come back as plain, unrounded Python floats and ints, so the result dicts go str
 
 from __future__ import annotations
 
+import functools
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -105,28 +107,126 @@ def classification_metrics(predictions: Sequence[int], references: Sequence[int]
     }
 
 
-def plot_confusion_matrix(matrix: np.ndarray, labels: Sequence[str], path: str | Path,
-                          title: str = "") -> Path:
-    """Draw a confusion matrix as a PNG: counts in the cells, colour by share of the reference row.
+# Families that draw CJK labels, tried first (sans before serif, to sit well next to DejaVu Sans); after them
+# every other font matplotlib knows is tried by its character map.
+_CJK_FONT_HINTS: tuple[str, ...] = ("noto sans cjk", "source han sans", "wenquanyi", "microsoft yahei", "simhei",
+                                    "pingfang", "hiragino sans", "droid sans fallback", "noto sans sc",
+                                    "noto sans tc", "noto serif cjk", "source han serif", "ar pl", "simsun")
+# Fonts with a glyph for every code point that is only a box naming its Unicode block: tofu by design.
+_PLACEHOLDER_FONTS: tuple[str, ...] = ("last resort",)
+_GLYPH_WARNING = r"Glyph \d+ .*missing from"  # matplotlib's UserWarning when a font lacks a character
 
-    Uses matplotlib's Agg canvas directly (no pyplot, no global backend switch), so it is safe in headless
-    runs and in threads. The figure grows with the number of labels; it stays readable from about 2 to 20
-    labels.
+
+def _codes(text: str) -> frozenset[int]:
+    """The code points a font must have to draw text (spaces and line breaks need no glyph)."""
+    return frozenset(ord(ch) for ch in text if not ch.isspace())
+
+
+def _read_charmap(path: str) -> frozenset[int]:
+    """The code points the font file at path has glyphs for; empty when the file cannot be read."""
+    from matplotlib.ft2font import FT2Font
+
+    try:
+        return frozenset(FT2Font(path).get_charmap())
+    except (OSError, RuntimeError, ValueError):
+        return frozenset()
+
+
+_charmap = functools.lru_cache(maxsize=8)(_read_charmap)  # for the default font; a scan reads each font once
+
+
+def _default_font() -> str:
+    """The file matplotlib draws plain text with (the first match of rcParams' font.family)."""
+    from matplotlib import font_manager
+
+    return font_manager.findfont(font_manager.FontProperties())
+
+
+def _font_rank(entry) -> tuple[int, bool, int]:
+    from matplotlib import font_manager
+
+    name = entry.name.lower()
+    hint = next((i for i, h in enumerate(_CJK_FONT_HINTS) if h in name), len(_CJK_FONT_HINTS))
+    weight = entry.weight if isinstance(entry.weight, int) else font_manager.weight_dict.get(entry.weight, 400)
+    return hint, entry.style != "normal", abs(weight - 400)  # known CJK families, then upright, regular weight
+
+
+@functools.lru_cache(maxsize=32)
+def _font_with(codes: frozenset[int], default: str, num_fonts: int) -> str | None:
+    """font_covering's search; default and num_fonts key the cache, so new defaults or fonts are seen."""
+    from matplotlib import font_manager
+
+    if codes <= _charmap(default):
+        return default
+    entries = sorted((e for e in font_manager.fontManager.ttflist
+                      if not any(p in e.name.lower() for p in _PLACEHOLDER_FONTS)), key=_font_rank)
+    for entry in entries:  # about 0.2 s for 70 fonts, once per distinct character set (the answer is cached)
+        if codes <= _read_charmap(entry.fname):
+            return entry.fname
+    return None
+
+
+def font_covering(text: str) -> str | None:
+    """A font file, among those matplotlib knows, with a glyph for every character of text.
+
+    matplotlib's default font when it suffices; otherwise known CJK families first (Noto Sans CJK, Source Han,
+    WenQuanYi, Microsoft YaHei, SimHei, ...), then any other font whose character map has every character.
+    Placeholder fonts (Last Resort: a box for every code point) never count. The answer is cached per
+    character set, default font and number of known fonts.
+
+    Args:
+        text: the characters to draw (spaces need no glyph).
+
+    Returns:
+        The path of the font file, or None when no known font draws them all. A font installed after
+        matplotlib built its font cache is found only once that cache is rebuilt.
+    """
+    from matplotlib import font_manager
+
+    return _font_with(_codes(text), _default_font(), len(font_manager.fontManager.ttflist))
+
+
+def _escape_missing(text: str, charmap: frozenset[int]) -> str:
+    r"""text with each character the font lacks written as its \u escape, so that nothing is drawn as tofu."""
+    return "".join(ch if ch.isspace() or ord(ch) in charmap else ascii(ch)[1:-1] for ch in text)
+
+
+def _rows_of(entries: list[str], width: int) -> str:
+    """Join entries with wide gaps into lines of about width characters (no entry is split)."""
+    lines: list[str] = []
+    for entry in entries:
+        if lines and len(lines[-1]) + 3 + len(entry) <= width:
+            lines[-1] += "   " + entry
+        else:
+            lines.append(entry)
+    return "\n".join(lines)
+
+
+def confusion_figure(matrix: np.ndarray, labels: Sequence[str], title: str = ""):
+    """The confusion-matrix figure that :func:`plot_confusion_matrix` saves (a matplotlib ``Figure``).
+
+    Label names that matplotlib's default font draws (e.g. Latin) are drawn with it, exactly as always. Names
+    it cannot draw (e.g. Chinese, on a machine without a CJK font for the default) are drawn with a font that
+    has every glyph (see :func:`font_covering`). When no installed font has them, the axes show the label ids
+    (0, 1, ...), and a caption under the plot maps each id to its name, with the characters no font draws
+    written as ``\\u`` escapes, and says where the names are in full: ``plm evaluate`` writes them, in id
+    order, as ``confusion_labels`` in its eval JSON. The title gets the same treatment.
 
     Args:
         matrix: (L, L) counts, rows = reference, columns = prediction (as from :func:`confusion_matrix`).
         labels: L names, in id order.
-        path: where to write the PNG; missing parent folders are created.
         title: optional title above the plot.
 
     Returns:
-        The path written, as a ``Path``.
+        A ``matplotlib.figure.Figure`` on an Agg canvas, not yet drawn.
 
     Raises:
         ValueError: the matrix is not square or does not match the number of labels.
     """
+    import matplotlib
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.font_manager import FontProperties
 
     counts = np.asarray(matrix)
     n = len(labels)
@@ -134,6 +234,13 @@ def plot_confusion_matrix(matrix: np.ndarray, labels: Sequence[str], path: str |
         raise ValueError(f"matrix must be (L, L) with L = len(labels) = {n}; got shape {counts.shape}")
     row_sums = counts.sum(axis=1, keepdims=True)  # (L, 1)
     shares = np.divide(counts, row_sums, out=np.zeros(counts.shape), where=row_sums > 0)  # (L, L)
+
+    names = [str(label) for label in labels]
+    default_map = _charmap(_default_font())
+    needs_font = not _codes("".join(names)) <= default_map
+    label_font = font_covering("".join(names)) if needs_font else None  # None: the default font, as always
+    by_id = needs_font and label_font is None
+    title_font = font_covering(title) if title and not _codes(title) <= default_map else None
 
     side = min(max(4.0, 0.55 * n + 2.5), 14.0)  # inches
     font = 10 if n <= 8 else 8
@@ -147,18 +254,59 @@ def plot_confusion_matrix(matrix: np.ndarray, labels: Sequence[str], path: str |
             ax.text(c, r, str(int(counts[r, c])), ha="center", va="center", fontsize=font,
                     color="white" if shares[r, c] > 0.5 else "black")
     ticks = np.arange(n)
-    rotate = n > 6 or max((len(str(label)) for label in labels), default=0) > 8
-    ax.set_xticks(ticks, [str(label) for label in labels], fontsize=font, rotation=45 if rotate else 0,
-                  ha="right" if rotate else "center", rotation_mode="anchor")
-    ax.set_yticks(ticks, [str(label) for label in labels], fontsize=font)
+    tick_texts = [str(i) for i in range(n)] if by_id else names
+    extra = {"fontproperties": FontProperties(fname=label_font, size=font)} if label_font else {}
+    rotate = n > 6 or max((len(text) for text in tick_texts), default=0) > 8
+    ax.set_xticks(ticks, tick_texts, fontsize=font, rotation=45 if rotate else 0,
+                  ha="right" if rotate else "center", rotation_mode="anchor", **extra)
+    ax.set_yticks(ticks, tick_texts, fontsize=font, **extra)
     ax.set_xlabel("predicted")
     ax.set_ylabel("reference")
+    if by_id:
+        mapping = _rows_of([f"{i} = {_escape_missing(name, default_map)}" for i, name in enumerate(names)], 90)
+        note = ("The axes show label ids: no installed font draws every label name (\\u escapes stand in above).\n"
+                "plm evaluate lists the names in id order as confusion_labels in its eval JSON.")
+        ax.annotate(f"{mapping}\n{note}", xy=(0.5, 0.0), xycoords=ax.xaxis.label, xytext=(0, -8),
+                    textcoords="offset points", ha="center", va="top", fontsize=8)
     if title:
-        ax.set_title(title)
+        if title_font:
+            size = matplotlib.rcParams["axes.titlesize"]  # what set_title uses without fontproperties
+            ax.set_title(title, fontproperties=FontProperties(fname=title_font, size=size))
+        elif not _codes(title) <= default_map:
+            ax.set_title(_escape_missing(title, default_map))
+        else:
+            ax.set_title(title)
+    return fig
 
+
+def plot_confusion_matrix(matrix: np.ndarray, labels: Sequence[str], path: str | Path,
+                          title: str = "") -> Path:
+    """Draw a confusion matrix as a PNG: counts in the cells, colour by share of the reference row.
+
+    Uses matplotlib's Agg canvas directly (no pyplot, no global backend switch), so it is safe in headless
+    runs. The figure grows with the number of labels; it stays readable from about 2 to 20 labels. Label
+    names the default font cannot draw (e.g. Chinese) use an installed font that can, or else the axes show
+    label ids with a caption mapping id -> name (see :func:`confusion_figure`); no missing-glyph warning
+    reaches the console.
+
+    Args:
+        matrix: (L, L) counts, rows = reference, columns = prediction (as from :func:`confusion_matrix`).
+        labels: L names, in id order.
+        path: where to write the PNG; missing parent folders are created.
+        title: optional title above the plot.
+
+    Returns:
+        The path written, as a ``Path``.
+
+    Raises:
+        ValueError: the matrix is not square or does not match the number of labels.
+    """
     out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, format="png", dpi=120, bbox_inches="tight")  # keeps long tick labels in frame
+    with warnings.catch_warnings():  # a safety net: confusion_figure already draws only glyphs its fonts have
+        warnings.filterwarnings("ignore", message=_GLYPH_WARNING, category=UserWarning)
+        fig = confusion_figure(matrix, labels, title)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(out, format="png", dpi=120, bbox_inches="tight")  # keeps long tick labels in frame
     return out
 
 

@@ -361,6 +361,11 @@ def test_a_vocabulary_beyond_any_in_use_is_refused_before_the_trainer_aborts():
 @pytest.mark.parametrize(("override", "hint"), [("tokenizer.train.vocab=5", "did you mean 'tokenizer.train.vocab_size'?"),
                                                 ("objective.mask_prb=0.2", "did you mean 'objective.mask_prob'?"),
                                                 ("init.frm=x", "did you mean 'init.from'?"),
+                                                # names transformers and peft give a setting
+                                                ("adapter.rank=4", "did you mean 'adapter.r'?"),
+                                                ("train.learning_rate=1e-3", "did you mean 'train.lr'?"),
+                                                ("train.gradient_accumulation_steps=2",
+                                                 "did you mean 'train.grad_accum'?"),
                                                 ("train.zzz=1", "see `plm config show --doc`")])
 def test_a_misspelt_key_gets_the_nearest_one(override, hint):
     message = _error(Path(__file__).parents[3] / "configs" / "debug" / "mlm.yaml", [override])

@@ -172,6 +172,7 @@ def test_evaluate_reproduces_the_best_validation_score(finetuned):
     assert (run.out / "eval" / f"classification-{run.dev.stem}-confusion.png").is_file()
     matrix = result["confusion_matrix"]
     assert len(matrix) == 2 and sum(map(sum, matrix)) == DEV
+    assert json.loads(written.read_text())["confusion_labels"] == LABELS["classification"]  # the matrix's order
 
 
 def test_evaluate_keeps_the_results_of_two_files_of_the_same_name(finetuned, tmp_path):
