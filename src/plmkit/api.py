@@ -263,6 +263,7 @@ def check_pretrain_config(cfg: RunConfig, kind: str) -> None:
     if cfg.train.lr is None:
         raise ConfigError("train.lr is null: pre-training needs a learning rate (e.g. --set train.lr=5e-4)")
     if cfg.init.from_:  # the model, its kind and its positions come from init.from (checked once it loads)
+        _check_init_kind(cfg.init.from_, kind, cfg.objective.name)
         unused = _unused_with_init_from(cfg)
         if unused and os.environ.get("RANK", "0") == "0":
             stderr.print(f"[yellow]warning: init.from is set, so the model and its tokenizer are those of "
@@ -279,6 +280,26 @@ def check_pretrain_config(cfg: RunConfig, kind: str) -> None:
         pad_id = None  # RoBERTa loses one position at least; the loaded tokenizer's id is checked once it loads
     table = cfg.model.max_position_embeddings
     check_block_size(cfg.data.block_size, position_limit(cfg.model.arch, table, pad_id), table)
+
+
+def _check_init_kind(source: str, kind: str, objective: str) -> None:
+    """Refuse, before any tokenizer or data work, a local init.from whose config.json names a model the objective
+    cannot continue (a BERT for ELECTRA, a GPT-2 for masked LM); hub ids are checked once they load."""
+    from transformers import CONFIG_MAPPING
+
+    from plmkit.models.transformer import AUTO_CLASSES
+
+    try:
+        model_type = json.loads((Path(source).expanduser() / "config.json").read_text())["model_type"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return
+    fits = ({"electra"} if kind == "electra" else  # AutoModelForPreTraining takes a BERT too: not a discriminator
+            {name for name, config in CONFIG_MAPPING.items() if config in AUTO_CLASSES[kind]._model_mapping})
+    if model_type not in fits:
+        named = {"masked_lm": "BERT, RoBERTa and other masked-LM", "causal_lm": "GPT-2, Llama and other causal-LM",
+                 "electra": "ELECTRA", "seq2seq_lm": "T5 and other encoder-decoder"}[kind]
+        raise PlmError(f"init.from {source} is a {model_type} model, and objective {objective!r} continues {named} "
+                       "models; set init.from to such a checkpoint, or pick another objective")
 
 
 def _unused_with_init_from(cfg: RunConfig) -> list[str]:

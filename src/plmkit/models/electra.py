@@ -66,8 +66,8 @@ def build_generator(discriminator: ElectraForPreTraining, size: float,
     """
     if not isinstance(discriminator, ElectraForPreTraining):
         raise ConfigError(f"the electra objective trains an ElectraForPreTraining discriminator, not a "
-                          f"{type(discriminator).__name__}; set model.arch: electra, or init.from a folder written by "
-                          "an electra run (RUN/final)")
+                          f"{type(discriminator).__name__}; set init.from to a folder written by an electra run "
+                          "(RUN/final) or an ELECTRA discriminator checkpoint, or unset it to train one from scratch")
     attention = discriminator.config._attn_implementation
     if pretrained is not None:
         generator = ElectraForMaskedLM.from_pretrained(str(pretrained), attn_implementation=attention,

@@ -54,3 +54,21 @@ def test_a_checkpoint_with_its_head_loads_without_the_note(debug_cfg, tmp_path, 
              show_progress=False)
     assert squash("has no weights for the") not in squash(capsys.readouterr().err)
     assert not any("pooler" in k for k in load_file(tmp_path / "again" / "final" / "model.safetensors"))
+
+
+def test_a_checkpoint_the_objective_cannot_continue_is_refused_before_any_work(debug_cfg, tmp_path):
+    """A BERT given to ELECTRA (AutoModelForPreTraining would load it as BertForPreTraining) or to T5's span
+    corruption: refused from its config.json, before the tokenizer and the shards."""
+    import pytest
+
+    from plmkit.errors import PlmError
+
+    tokenizer = train_tokenizer_for(debug_cfg("mlm", tmp_path / "tok"), show_progress=False)
+    start = tmp_path / "encoder"
+    _encoder_checkpoint(start, tokenizer)
+    for objective, named in (("electra", "ELECTRA"), ("span_corruption", "T5 and other encoder-decoder")):
+        out = tmp_path / objective
+        with pytest.raises(PlmError, match=rf"init.from {start} is a bert model, and objective '{objective}' "
+                                           rf"continues {named} models"):
+            pretrain(debug_cfg(objective, out, f"init.from={start}"), show_progress=False)
+        assert not out.exists()
