@@ -510,6 +510,11 @@ def finetune(cfg: RunConfig, *, scratch: bool = False, resume: bool = False, ove
     _fit_max_length(task, model.config)
     train, valid = task.encode(train_raw, source=cfg.task.train), task.encode(valid_raw, source=valid_source)
     check_unknown_tokens(tokenizer, train, cfg.task.train, refuse=True, warn=accelerator.is_main_process)
+    full = sum(len(example["input_ids"]) >= task.cfg.max_length for example in train)
+    if full > 0.01 * len(train) and accelerator.is_main_process:  # the texts cut at task.max_length
+        stderr.print(f"{full:,} of {len(train):,} training examples ({full / len(train):.0%}) fill task.max_length "
+                     f"({task.cfg.max_length} tokens), so longer ones are cut there; raise task.max_length (the model "
+                     f"has {max_positions(model.config)} positions) if their ends matter")
     base_model = model
     if cfg.adapter.name == "lora":
         from plmkit.models.peft import add_lora, trainable_share
