@@ -636,7 +636,8 @@ def render_finetune_card(cfg: RunConfig, metrics: dict, scratch: bool, threshold
     elif cfg.task.name == "ner":
         use = ('from transformers import pipeline\n'
                f'pipe = pipeline("{task}", model="path/to/final", aggregation_strategy="simple")  # entity spans')
-    return (f"---\nlibrary_name: transformers\npipeline_tag: {task}\ntags: [plmkit]\n---\n\n# {cfg.run.name}\n\n"
+    hub = "" if scratch or Path(cfg.init.from_).expanduser().exists() else f"base_model: {cfg.init.from_}\n"
+    return (f"---\nlibrary_name: transformers\npipeline_tag: {task}\n{hub}tags: [plmkit]\n---\n\n# {cfg.run.name}\n\n"
             f"Fine-tuned with plmkit for `{cfg.task.name}` from {start}{how} on {cfg.task.train} "
             f"(validation: {cfg.task.validation or 'held out from training'}).\n\n| | |\n|---|---|\n{rows}\n\n"
             f"```python\n{use}\n```\n")

@@ -178,6 +178,8 @@ def finetune_config(config: Path | None, set_: list[str] | None, *, model: str |
     shortcuts = {flag: key for flag, (key, value) in given.items() if value is not None}  # flag -> the key it sets
     overrides = [f"{key}={value}" for key, value in given.values() if value is not None] + list(set_ or [])
     set_keys = {item.split("=", 1)[0].strip() for item in overrides}
+    if out is not None and config is None and "run.name" not in set_keys and Path(out).name:
+        overrides.insert(0, f"run.name={Path(out).name}")  # the model card's title: runs/sst2 -> sst2, not "finetune"
     if "train.max_steps" in set_keys and "train.epochs" not in set_keys:
         overrides.insert(0, "train.epochs=null")  # a step count asked for on the command line beats CONFIG's epochs
     with resources.as_file(resources.files("plmkit") / "resources" / "finetune.yaml") as defaults:

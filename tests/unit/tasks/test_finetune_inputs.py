@@ -103,6 +103,25 @@ def test_max_steps_on_the_command_line_beats_the_packaged_epochs():
     assert finetune_config(None, ["train.max_steps=2"], epochs=1).train.epochs == 1  # --epochs still wins
 
 
+def test_out_names_the_run_unless_a_name_is_given():
+    """The model card's title: runs/sst2 gives 'sst2', not every fine-tune's 'finetune'."""
+    assert finetune_config(None, None, out="runs/sst2").run.name == "sst2"
+    assert finetune_config(None, ["run.name=mine"], out="runs/sst2").run.name == "mine"
+    assert finetune_config(None, None).run.name == "finetune"
+
+
+def test_a_hub_models_card_names_it_as_base_model():
+    from plmkit.api import render_finetune_card
+
+    cfg = finetune_config(None, None, model="sentence-transformers/all-MiniLM-L6-v2", task="classification",
+                          train="t.tsv", out="runs/sst2")
+    card = render_finetune_card(cfg, {"eval_accuracy": 0.9}, scratch=False)
+    front = card.split("---\n")[1]  # the metadata block the hub reads
+    assert "base_model: sentence-transformers/all-MiniLM-L6-v2\n" in front
+    assert "# sst2\n" in card
+    assert "base_model" not in render_finetune_card(cfg, {}, scratch=True)  # random weights: no base model
+
+
 def test_multilabel_data_without_any_label_is_refused(finetune_cfg, tmp_path):
     train = tmp_path / "train.jsonl"
     train.write_text("".join(json.dumps({"text": f"text {i}", "labels": []}) + "\n" for i in range(12)))
