@@ -57,6 +57,22 @@ def _encode_texts(tokenizer, examples, max_length: int) -> list[dict]:
     return [encoded_inputs(encoded, i) for i in range(len(examples))]
 
 
+def _warn_lookalikes(labels: list[str], source: str) -> None:
+    """Warn about labels that differ only in width, case or surrounding spaces (`1` and the full-width `１`): each is
+    a class of its own, which a file that means one class by them does not want."""
+    import unicodedata
+
+    from rich.console import Console
+
+    groups: dict[str, list[str]] = {}
+    for label in labels:
+        groups.setdefault(unicodedata.normalize("NFKC", label).strip().casefold(), []).append(label)
+    for same in (group for group in groups.values() if len(group) > 1):
+        Console(stderr=True).print(f"[yellow]warning: {source}: the labels {', '.join(map(repr, same))} differ only in "
+                                   "width, case or spaces, and each is a class of its own; write them alike in the "
+                                   "file if they mean one class")
+
+
 def _check_labels(examples, known: list[str], source: str) -> None:
     unseen = sorted({label for e in examples for label in e.labels} - set(known))
     if unseen:
@@ -86,6 +102,7 @@ class Classification:
         if len(labels) == 1:  # a constant column, most likely the wrong one: a one-class head learns nothing
             raise DataError(f"{source}: every example has the label {labels[0]!r}; a classifier needs two or more "
                             "labels (check task.label_column, or the file)")
+        _warn_lookalikes(labels, source)
         return labels
 
     def model_kwargs(self) -> dict:
@@ -177,6 +194,7 @@ class MultiLabelClassification:
         if not labels:
             raise DataError(f"{source}: no example has any label, so there is nothing to learn (check "
                             "task.label_column, or the file)")
+        _warn_lookalikes(labels, source)
         return labels
 
     def model_kwargs(self) -> dict:

@@ -185,3 +185,17 @@ def test_a_head_for_other_labels_is_drawn_afresh_and_the_same_labels_keep_theirs
 def test_a_bad_shortcut_flag_is_named_as_typed(flags, sets, named):
     with pytest.raises(ConfigError, match=rf"\({re.escape(named)}, on top of .*finetune\.yaml\)"):
         finetune_config(None, sets, **flags)
+
+
+@pytest.mark.parametrize("task", ["classification", "multilabel"])
+def test_labels_that_differ_only_in_width_or_case_are_warned_about(task, tmp_path, capsys, squash):
+    from plmkit.tasks.classification import Classification, ClassificationConfig, MultiLabelClassification
+
+    cls = Classification if task == "classification" else MultiLabelClassification
+    train = tmp_path / "train.tsv"
+    train.write_text("text\tlabel\n好\t1\n差\t0\n好极了\t１\nbad\tNeg\nworse\tneg \n", encoding="utf-8")
+    made = cls(ClassificationConfig(), tokenizer=None, seed=0)
+    made.labels_from(made.read(str(train)), str(train))
+    err = squash(capsys.readouterr().err)
+    assert squash("the labels '1', '１' differ only in width, case or spaces, and each is a class of its own") in err
+    assert "'Neg'" in err and "'neg'" in err
