@@ -694,7 +694,7 @@ def fine_tuned_for(config) -> str | None:
     return None
 
 
-def _check_fine_tuned_for(model_dir: str | Path, task_name: str):
+def _check_fine_tuned_for(model_dir: str | Path, task_name: str | None):
     """The folder's model config, after refusing a folder with another task's head (its weights would load under a
     new, random head, or a single-label head would be read as multi-label) or with no task head at all."""
     from transformers import AutoConfig
@@ -708,7 +708,7 @@ def _check_fine_tuned_for(model_dir: str | Path, task_name: str):
                        "`plm finetune` run") from None
     found = fine_tuned_for(config)
     architectures = getattr(config, "architectures", None) or []
-    if found is not None and found != task_name:
+    if found is not None and task_name is not None and found != task_name:
         raise PlmError(f"{model_dir} was fine-tuned for {found} ({', '.join(architectures)}), not {task_name}; "
                        f"pass --task {found}")
     if architectures and not any(a.endswith(tuple(TASK_HEADS.values())) for a in architectures):
@@ -717,8 +717,9 @@ def _check_fine_tuned_for(model_dir: str | Path, task_name: str):
     return config
 
 
-def _load_task_model(model_dir: str | Path, task_name: str, overrides: list[str] | None = None):
-    """(task, model) for a fine-tuned folder: the label set comes from the model's config."""
+def _load_task_model(model_dir: str | Path, task_name: str | None, overrides: list[str] | None = None):
+    """(task, model) for a fine-tuned folder: the label set comes from the model's config, and the task too when
+    `task_name` is None."""
     import transformers
 
     from plmkit.config import load_config
@@ -727,6 +728,11 @@ def _load_task_model(model_dir: str | Path, task_name: str, overrides: list[str]
 
     tokenizer = load_tokenizer(str(model_dir), source="MODEL_DIR")
     config = _check_fine_tuned_for(model_dir, task_name)
+    if task_name is None:  # the task its head was fine-tuned for
+        task_name = fine_tuned_for(config)
+        if task_name is None:
+            raise PlmError(f"{model_dir}: its config does not say which task it was fine-tuned for; pass --task "
+                           "classification, multilabel or ner")
     saved = getattr(config, "plmkit_task_inputs", None) or {}  # --set task.* below still wins
     saved_sets = [f"task.{k}={json.dumps(v)}" for k, v in saved.items() if k in TASK_INPUTS]
     cfg = load_config(None, [f"task.name={task_name}", *saved_sets, *(overrides or [])])
@@ -759,7 +765,7 @@ def _run_task(task, model, encoded: list[dict], batch_size: int = 64, show_progr
     return outputs
 
 
-def evaluate(model_dir: str | Path, task_name: str, data: str | Path, *, overrides: list[str] | None = None,
+def evaluate(model_dir: str | Path, task_name: str | None, data: str | Path, *, overrides: list[str] | None = None,
              show_progress: bool = True) -> dict:
     """`plm evaluate`: score a fine-tuned model on a labeled file; writes eval/<task>-<file>.json (and a
     confusion-matrix PNG for classification) next to the model's final/ folder. Another file of the same name
@@ -767,6 +773,7 @@ def evaluate(model_dir: str | Path, task_name: str, data: str | Path, *, overrid
     from plmkit.tasks.base import check_unknown_tokens
 
     task, model = _load_task_model(model_dir, task_name, overrides)
+    task_name = task_name or fine_tuned_for(model.config)  # the one _load_task_model took from the folder
     encoded = task.encode(task.read(str(data)), source=str(data))
     check_unknown_tokens(task.tokenizer, encoded, str(data), refuse=False)
     outputs = _run_task(task, model, encoded, show_progress=show_progress)
@@ -802,7 +809,7 @@ def _eval_name(out: Path, task_name: str, data: Path) -> str:
     return f"{name}-{hashlib.blake2b(path.encode(), digest_size=4).hexdigest()}"
 
 
-def predict(model_dir: str | Path, task_name: str, data: str | Path, output: str | Path, *,
+def predict(model_dir: str | Path, task_name: str | None, data: str | Path, output: str | Path, *,
             overrides: list[str] | None = None, show_progress: bool = True) -> dict:
     """`plm predict`: labels for every example of a (possibly unlabeled) file, one JSON object per line."""
     from plmkit.tasks.base import check_unknown_tokens

@@ -264,8 +264,9 @@ def _numbers(text: str, flag: str) -> list[int]:
 
 @app.command()
 def evaluate(model_dir: Annotated[Path, typer.Argument(help="A fine-tuned model folder (RUN/final).")],
-             task: Annotated[str, typer.Option(help="classification | multilabel | ner")],
              data: Annotated[Path, typer.Option(help="A labeled file in the task's format.")],
+             task: Annotated[str | None, typer.Option(help="classification | multilabel | ner (default: the task the "
+                                                      "model was fine-tuned for).")] = None,
              set_: SetOpt = None, quiet: QuietOpt = False) -> None:
     """Score a fine-tuned model on a labeled file; metrics go to RUN/eval/ and stdout (one JSON line)."""
     from plmkit import api
@@ -278,7 +279,8 @@ def evaluate(model_dir: Annotated[Path, typer.Argument(help="A fine-tuned model 
 def predict(model_dir: Annotated[Path, typer.Argument(help="A fine-tuned model folder (RUN/final).")],
             data: Annotated[Path, typer.Option(help="A file of texts (labels optional).")],
             output: Annotated[Path, typer.Option(help="Where to write predictions (JSON lines).")],
-            task: Annotated[str, typer.Option(help="classification | multilabel | ner")] = "classification",
+            task: Annotated[str | None, typer.Option(help="classification | multilabel | ner (default: the task the "
+                                                     "model was fine-tuned for).")] = None,
             set_: SetOpt = None, quiet: QuietOpt = False) -> None:
     """Predict labels for every example of a file, one JSON object per line."""
     from plmkit import api

@@ -308,3 +308,11 @@ def test_the_multilabel_cards_pipeline_snippet_gives_what_predict_gives(finetune
 def test_the_ner_card_gives_entity_spans(finetuned):
     card = (finetuned("ner", *RUN["ner"]).final / "README.md").read_text(encoding="utf-8")
     assert 'aggregation_strategy="simple"' in card
+
+
+@pytest.mark.parametrize("task", ["classification", "ner"])
+def test_evaluate_and_predict_read_the_task_from_the_model(task, finetuned, tmp_path):
+    run = finetuned(task, *RUN[task])
+    assert api.evaluate(run.final, None, run.dev, show_progress=False)["task"] == task
+    assert (run.out / "eval" / f"{task}-{run.dev.stem}.json").is_file()
+    assert api.predict(run.final, None, run.dev, tmp_path / "p.jsonl", show_progress=False)["examples"] == DEV
