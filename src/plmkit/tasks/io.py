@@ -179,6 +179,10 @@ def _find_columns(where: str, names: list[str], noun: str, *, text_column: str |
     """(text, pair, label, group) column names among `names`; label is None when absent and not required."""
     present = f"{noun}: {', '.join(map(repr, names)) or 'none'}"
     header_hint = "; the first line must be a header naming the columns" if noun == "columns" else ""
+    lumped = next((sep for sep in (" ", "，", ";", "|") if len(names) == 1 and sep in names[0].strip()), None)
+    if noun == "columns" and lumped is not None:  # one column whose name holds several: another separator
+        header_hint += (f"; the header is one column whose name holds {lumped!r}: the file looks separated by "
+                        f"{lumped!r}, and plmkit reads .tsv files split on tabs and .csv files on commas")
 
     def missing(what: str, looked_for: tuple[str, ...], key: str, fix: str, hint: str = "") -> DataError:
         wanted = ", ".join(map(repr, looked_for))

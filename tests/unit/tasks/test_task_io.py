@@ -326,3 +326,11 @@ def test_count_overlap_strips_and_counts_each_eval_text():
     assert count_overlap(train, [" a good film", "bad", "bad", "new"]) == 3
     assert count_overlap(iter(train), iter([])) == 0
     assert count_overlap([], ["x"]) == 0
+
+
+@pytest.mark.parametrize(("name", "header", "sep"), [("d.tsv", "label text_a", "' '"), ("d.csv", "label，text_a", "'，'")])
+def test_a_header_joined_by_another_separator_says_so(tmp_path, name, header, sep):
+    f = write(tmp_path, name, f"{header}\n1{header[5]}good\n")
+    with pytest.raises(DataError, match=rf"the header is one column whose name holds {sep}: the file looks separated "
+                                        rf"by {sep}, and plmkit reads \.tsv files split on tabs"):
+        read_text_examples(f)
