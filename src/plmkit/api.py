@@ -813,6 +813,7 @@ def predict(model_dir: str | Path, task_name: str | None, data: str | Path, outp
             overrides: list[str] | None = None, show_progress: bool = True) -> dict:
     """`plm predict`: labels for every example of a (possibly unlabeled) file, one JSON object per line."""
     from plmkit.tasks.base import check_unknown_tokens
+    from plmkit.tasks.ner import entities
 
     if Path(output).is_dir():
         raise PlmError(f"--output {output} is a folder; give a file to write, e.g. {Path(output) / 'preds.jsonl'}")
@@ -828,6 +829,8 @@ def predict(model_dir: str | Path, task_name: str | None, data: str | Path, outp
             text = {"text": example.text} if hasattr(example, "text") else {"tokens": example.tokens}
             if getattr(example, "text_pair", None) is not None:
                 text["text_pair"] = example.text_pair
+            if "tags" in prediction:  # NER: the spans too, as seqeval reads the tags
+                prediction = {**prediction, "entities": entities(example.tokens, prediction["tags"])}
             f.write(json.dumps({**text, **prediction}, ensure_ascii=False) + "\n")
     return {"output": str(output), "examples": len(predictions)}
 

@@ -128,3 +128,19 @@ class NamedEntities:
 
     def decode(self, outputs: dict[str, list]) -> list[dict]:
         return [{"tags": tags} for tags in outputs["prediction"]]
+
+
+def entities(tokens: list[str], tags: list[str]) -> list[dict]:
+    """The entity spans of one sentence's IOB2 tags (seqeval's reading, as the scores use): type, the first token and
+    the one after the last, and their text, joined without spaces where the span is CJK characters (a
+    character-level Chinese file) and with spaces otherwise."""
+    import unicodedata
+
+    from seqeval.metrics.sequence_labeling import get_entities
+
+    spans = []
+    for kind, first, last in get_entities(list(tags)):
+        words = tokens[first:last + 1]
+        cjk = all(len(w) == 1 and unicodedata.name(w, "").startswith("CJK") for w in words)
+        spans.append({"type": kind, "start": first, "end": last + 1, "text": ("" if cjk else " ").join(words)})
+    return spans

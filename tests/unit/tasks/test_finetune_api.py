@@ -229,6 +229,20 @@ def test_predict_ner_tokens_without_tags(finetuned, tmp_path):
     rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
     assert [r["tokens"] for r in rows] == [["Alice", "wrapped", "the", "lines"], ["Bob", "in", "New", "York"]]
     assert all(len(r["tags"]) == len(r["tokens"]) and set(r["tags"]) <= set(LABELS["ner"]) for r in rows)
+    for row in rows:  # the spans are the tags' own, as seqeval reads them
+        from plmkit.tasks.ner import entities
+
+        assert row["entities"] == entities(row["tokens"], row["tags"])
+
+
+def test_entities_are_the_spans_seqeval_reads_joined_as_the_script_is():
+    from plmkit.tasks.ner import entities
+
+    assert entities(list("李明去了上海浦东"), ["B-PER", "I-PER", "O", "O", "B-LOC", "I-LOC", "I-LOC", "I-LOC"]) == [
+        {"type": "PER", "start": 0, "end": 2, "text": "李明"}, {"type": "LOC", "start": 4, "end": 8, "text": "上海浦东"}]
+    assert entities(["Bob", "in", "New", "York"], ["B-PER", "O", "B-LOC", "I-LOC"])[1] == \
+        {"type": "LOC", "start": 2, "end": 4, "text": "New York"}
+    assert entities(["a", "b"], ["O", "O"]) == []
 
 
 # --- multi-label: the tuned threshold travels with the model ----------------------------------------------------
