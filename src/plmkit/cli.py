@@ -277,7 +277,7 @@ def evaluate(model_dir: Annotated[Path, typer.Argument(help="A fine-tuned model 
 
 @app.command()
 def predict(model_dir: Annotated[Path, typer.Argument(help="A fine-tuned model folder (RUN/final).")],
-            data: Annotated[Path, typer.Option(help="A file of texts (labels optional).")],
+            data: Annotated[Path, typer.Option(help="A file of texts (labels optional; .txt: one text per line).")],
             output: Annotated[Path, typer.Option(help="Where to write predictions (JSON lines).")],
             task: Annotated[str | None, typer.Option(help="classification | multilabel | ner (default: the task the "
                                                      "model was fine-tuned for).")] = None,

@@ -64,7 +64,8 @@ class TaggedSentence:
 def read_text_examples(path: str | Path, *, text_column: str | None = None, text_pair_column: str | None = None,
                        label_column: str | None = None, multilabel: bool = False,
                        group_column: str | None = None, require_labels: bool = True) -> list[TextExample]:
-    """Read labeled (or, for prediction, unlabeled) texts from a .tsv, .csv or .jsonl/.json file.
+    """Read labeled (or, for prediction, unlabeled) texts from a .tsv, .csv or .jsonl/.json file, or, for
+    prediction, a .txt file of one text per line (no header).
 
     TSV and CSV files start with a header line naming the columns; JSONL files hold one JSON object per line.
     Blank lines are skipped. Multi-label values are JSON lists or strings split on `,` (else `;` or `|`); the
@@ -89,8 +90,19 @@ def read_text_examples(path: str | Path, *, text_column: str | None = None, text
     """
     path = Path(path)
     kind = FORMATS.get(path.suffix.lower())
+    if kind is None and path.suffix.lower() == ".txt" and not require_labels:  # texts to predict, one per line
+        if text_pair_column:
+            raise DataError(f"{path}: a .txt file holds one text per line, and this model reads text pairs "
+                            f"({text_pair_column!r}); give a .tsv with both columns")
+        examples = [TextExample(text=line.strip(), text_pair=None, labels=[])
+                    for _, line in _lines(_read_text(path)) if line.strip()]
+        if not examples:
+            raise DataError(f"{path}: no text; expected one text per line")
+        return examples
     if kind is None:
-        raise DataError(f"{path}: unknown file type {path.suffix!r}; give a .tsv, .csv or .jsonl (.json) file")
+        also = "; a .txt file of one text per line is read for plm predict" if path.suffix.lower() == ".txt" else ""
+        raise DataError(f"{path}: unknown file type {path.suffix!r}; give a .tsv, .csv or .jsonl (.json) "
+                        f"file{also}")
     text = _read_text(path)
     options = {"text_column": text_column, "text_pair_column": text_pair_column, "label_column": label_column,
                "group_column": group_column, "require_labels": require_labels}

@@ -334,3 +334,15 @@ def test_a_header_joined_by_another_separator_says_so(tmp_path, name, header, se
     with pytest.raises(DataError, match=rf"the header is one column whose name holds {sep}: the file looks separated "
                                         rf"by {sep}, and plmkit reads \.tsv files split on tabs"):
         read_text_examples(f)
+
+
+def test_a_txt_file_of_texts_is_read_for_prediction_only(tmp_path):
+    f = write(tmp_path, "texts.txt", "好极了\n\n  a plain line, with a comma\t and a tab \n")
+    examples = read_text_examples(f, require_labels=False)
+    assert [e.text for e in examples] == ["好极了", "a plain line, with a comma\t and a tab"]
+    assert all(e.labels == [] and e.text_pair is None for e in examples)
+    with pytest.raises(DataError, match=r"unknown file type '\.txt'.*a \.txt file of one text per line is read for "
+                                        r"plm predict"):
+        read_text_examples(f)  # training and evaluation need labels: a header and columns
+    with pytest.raises(DataError, match=r"this model reads text pairs \('text_b'\); give a \.tsv with both columns"):
+        read_text_examples(f, require_labels=False, text_pair_column="text_b")
