@@ -78,6 +78,11 @@ def train_tokenizer_for(cfg: RunConfig, *, show_progress: bool = True, announce_
                 trained_with = f" (the run in {out.parent} was trained with it)" if held else ""
                 stderr.print(f"{out} is already the tokenizer of these settings{trained_with}")
             return load_tokenizer(str(out))
+        if held and _made_from(out) == _tokenizer_key(cfg, earlier=True):  # same settings, an earlier plmkit
+            stderr.print(f"{out} was made from these settings by an earlier plmkit (before NFKC went into trained "
+                         f"tokenizers and T5's ended texts with </s>); kept, since the run in {out.parent} was trained "
+                         "with it (for the new tokenizer, set run.output_dir to another folder)")
+            return load_tokenizer(str(out))
         if held:  # a run's own tokenizer, which its checkpoints were trained with
             raise PlmError(f"{out.parent} holds a run ({', '.join(held)}) whose tokenizer/ was made from other data "
                            "or tokenizer settings, and its checkpoints were trained with it; set run.output_dir to "
@@ -111,8 +116,9 @@ def save_run_tokenizer(tokenizer, cfg: RunConfig, *, resume: bool = False, key: 
     out = Path(cfg.run.output_dir) / "tokenizer"
     if not resume:
         _refuse_foreign_tokenizer(out, "the run would write its tokenizer over it")
+    stamp = (_made_from(out) if resume else None) or key or _tokenizer_key(cfg)  # a resumed run's stays as it was
     tokenizer.save_pretrained(out)
-    (out / TOKENIZER_STAMP).write_text(json.dumps({"key": key or _tokenizer_key(cfg)}))
+    (out / TOKENIZER_STAMP).write_text(json.dumps({"key": stamp}))
 
 
 def _made_from(folder: Path) -> str | None:
@@ -132,15 +138,17 @@ def _refuse_foreign_tokenizer(folder: Path, why: str) -> None:
                        "set tokenizer.pretrained to its new path)")
 
 
-def _tokenizer_key(cfg: RunConfig) -> str:
+def _tokenizer_key(cfg: RunConfig, *, earlier: bool = False) -> str:
+    """The key of the settings and data a run's tokenizer is made from; `earlier`: the key a plmkit from before
+    NFKC went into trained tokenizers and T5's ended texts with </s> gave the same settings."""
     tokenizer = asdict(cfg.tokenizer)
     if tokenizer["train"]["strip_accents"] is None:  # null trains what a plmkit without the key trained: same key
         del tokenizer["train"]["strip_accents"]
     parts = {"input": input_fingerprint(cfg.data), "seed": cfg.run.seed, "arch": cfg.model.arch,
              "data": {k: getattr(cfg.data, k) for k in KEYED_SETTINGS}, "tokenizer": tokenizer}
-    if cfg.data.normalization == "NFKC":  # its tokenizers normalise with NFKC too: not the ones cached before that
-        parts["nfkc_in_tokenizer"] = True
-    if cfg.model.arch == "t5":  # its tokenizers end a text with </s>: not the ones cached before that
+    if cfg.data.normalization == "NFKC" and not earlier:  # its tokenizers normalise with NFKC too: not the ones
+        parts["nfkc_in_tokenizer"] = True  # cached before that
+    if cfg.model.arch == "t5" and not earlier:  # its tokenizers end a text with </s>: not the ones cached before that
         parts["t5_eos"] = True
     return hashlib.blake2b(json.dumps(parts, sort_keys=True, default=str).encode(), digest_size=12).hexdigest()
 
@@ -247,7 +255,7 @@ def pretrain(cfg: RunConfig, *, resume: bool = False, overwrite: bool = False,
                      if save_extra is None or k.startswith(WRAPPED_PREFIX)}
     if accelerator.is_main_process:
         if cfg.init.from_:  # the starting checkpoint's pooler, which masked-LM training has no place for
-            model_weights.update(kept_checkpoint_weights(cfg.init.from_, model))
+            model_weights.update(kept_checkpoint_weights(cfg.init.from_, model, own=model_weights.keys()))
         model_card = render_model_card(cfg, data.report.to_dict(), metrics, kind, len(tokenizer))
         export_final(model, tokenizer, run_dir, model_card, model_weights, extra=extra)
         (run_dir / "results.json").write_text(json.dumps(metrics, indent=1))
@@ -284,18 +292,24 @@ def check_pretrain_config(cfg: RunConfig, kind: str) -> None:
 
 def _check_init_kind(source: str, kind: str, objective: str) -> None:
     """Refuse, before any tokenizer or data work, a local init.from whose config.json names a model the objective
-    cannot continue (a BERT for ELECTRA, a GPT-2 for masked LM); hub ids are checked once they load."""
-    from transformers import CONFIG_MAPPING
+    cannot continue (a BERT for ELECTRA, a GPT-2 for masked LM, a bidirectional encoder for causal LM, which
+    transformers would load as a decoder that sees the tokens it predicts); hub ids are checked once they load."""
+    from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING_NAMES
 
     from plmkit.models.transformer import AUTO_CLASSES
 
     try:
-        model_type = json.loads((Path(source).expanduser() / "config.json").read_text())["model_type"]
+        config = json.loads((Path(source).expanduser() / "config.json").read_text())
+        model_type = config["model_type"]
     except (OSError, ValueError, KeyError, TypeError):
         return
-    fits = ({"electra"} if kind == "electra" else  # AutoModelForPreTraining takes a BERT too: not a discriminator
-            {name for name, config in CONFIG_MAPPING.items() if config in AUTO_CLASSES[kind]._model_mapping})
-    if model_type not in fits:
+    if kind == "electra":  # AutoModelForPreTraining takes a BERT too: not a discriminator
+        fits = model_type == "electra"
+    else:  # model types by name: no config class is imported
+        fits = model_type in AUTO_CLASSES[kind]._model_mapping._model_mapping
+        if kind == "causal_lm" and model_type in MODEL_FOR_MASKED_LM_MAPPING_NAMES and not config.get("is_decoder"):
+            fits = False  # BERT, RoBERTa, ... load as ...LMHeadModel but attend both ways
+    if not fits:
         named = {"masked_lm": "BERT, RoBERTa and other masked-LM", "causal_lm": "GPT-2, Llama and other causal-LM",
                  "electra": "ELECTRA", "seq2seq_lm": "T5 and other encoder-decoder"}[kind]
         raise PlmError(f"init.from {source} is a {model_type} model, and objective {objective!r} continues {named} "

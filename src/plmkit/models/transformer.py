@@ -8,8 +8,9 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import os
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 
@@ -111,7 +112,7 @@ def load_pretrained_model(name_or_path: str, kind: str) -> PreTrainedModel:
                                  f"{str(e).splitlines()[0]}") from None
     prefix = f"{model.base_model_prefix}."
     new = sorted(k for k in info["missing_keys"] if not k.startswith(prefix))  # outside the body: the LM head
-    if new:
+    if new and os.environ.get("RANK", "0") == "0":
         Console(stderr=True).print(
             f"init.from: {name_or_path} has no weights for the {type(model).__name__} head ({len(new)} tensors, "
             f"e.g. {new[0]}): it was saved without it (a sentence-embedding or base model), so the head starts "
@@ -119,17 +120,20 @@ def load_pretrained_model(name_or_path: str, kind: str) -> PreTrainedModel:
     return model
 
 
-def kept_checkpoint_weights(name_or_path: str, model: PreTrainedModel) -> dict[str, torch.Tensor]:
+def kept_checkpoint_weights(name_or_path: str, model: PreTrainedModel,
+                            own: Iterable[str] | None = None) -> dict[str, torch.Tensor]:
     """The pooler of a BERT/RoBERTa checkpoint that `model` (a ...ForMaskedLM, which has none) did not load, named
     as in `model`'s own save (bert.pooler.dense.weight, ...): pre-training puts them into final/ as they were, so
     that AutoModel and fine-tuning load the checkpoint's pooler instead of drawing a random one. Empty when the
     checkpoint has none, `model` has its own, or its weights are not in safetensors files found locally or in the
-    hub cache."""
+    hub cache. `own`: the names of `model`'s weights where the caller has them (gathered on every process: the
+    model's own state_dict would gather sharded weights on one process alone).
+    """
     from safetensors import safe_open
     from transformers.utils import cached_file
 
     prefix = f"{model.base_model_prefix}."
-    own = model.state_dict().keys()
+    own = set(own if own is not None else model.state_dict().keys())
 
     def found(filename: str) -> str | None:
         local = Path(name_or_path).expanduser()

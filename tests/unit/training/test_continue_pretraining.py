@@ -57,8 +57,9 @@ def test_a_checkpoint_with_its_head_loads_without_the_note(debug_cfg, tmp_path, 
 
 
 def test_a_checkpoint_the_objective_cannot_continue_is_refused_before_any_work(debug_cfg, tmp_path):
-    """A BERT given to ELECTRA (AutoModelForPreTraining would load it as BertForPreTraining) or to T5's span
-    corruption: refused from its config.json, before the tokenizer and the shards."""
+    """A BERT given to ELECTRA (AutoModelForPreTraining would load it as BertForPreTraining), to T5's span
+    corruption or to causal LM (AutoModelForCausalLM would load a BertLMHeadModel that attends both ways): refused
+    from its config.json, before the tokenizer and the shards."""
     import pytest
 
     from plmkit.errors import PlmError
@@ -66,7 +67,8 @@ def test_a_checkpoint_the_objective_cannot_continue_is_refused_before_any_work(d
     tokenizer = train_tokenizer_for(debug_cfg("mlm", tmp_path / "tok"), show_progress=False)
     start = tmp_path / "encoder"
     _encoder_checkpoint(start, tokenizer)
-    for objective, named in (("electra", "ELECTRA"), ("span_corruption", "T5 and other encoder-decoder")):
+    for objective, named in (("electra", "ELECTRA"), ("span_corruption", "T5 and other encoder-decoder"),
+                             ("clm", "GPT-2, Llama and other causal-LM")):  # BertLMHeadModel would see ahead
         out = tmp_path / objective
         with pytest.raises(PlmError, match=rf"init.from {start} is a bert model, and objective '{objective}' "
                                            rf"continues {named} models"):

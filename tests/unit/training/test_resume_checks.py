@@ -178,3 +178,22 @@ def test_strip_accents_left_null_keeps_the_tokenizer_key_it_had_before_the_setti
     old = hashlib.blake2b(json.dumps(parts, sort_keys=True, default=str).encode(), digest_size=12).hexdigest()
     assert _tokenizer_key(cfg) == old
     assert _tokenizer_key(debug_cfg("mlm", tmp_path / "run", "tokenizer.train.strip_accents=false")) != old
+
+
+def test_a_t5_run_made_by_an_earlier_plmkit_keeps_its_tokenizer(tmp_path, debug_cfg, capsys, squash):
+    """T5 tokenizers got </s> at the end of every text, and a new key with it: a run folder whose stamp carries the
+    key an earlier plmkit gave the same settings is still its own, for data prepare and for a resume."""
+    from plmkit.api import _tokenizer_key
+
+    out = tmp_path / "run"
+    cfg = debug_cfg("span_corruption", out, *COMMON, "train.max_steps=2")
+    pretrain(cfg, show_progress=False)
+    stamp = out / "tokenizer" / "plmkit_made_from.json"
+    earlier = _tokenizer_key(cfg, earlier=True)
+    assert earlier != _tokenizer_key(cfg)
+    stamp.write_text(json.dumps({"key": earlier}))
+    capsys.readouterr()
+    prepare_data(cfg, show_progress=False)
+    assert squash("was made from these settings by an earlier plmkit") in squash(capsys.readouterr().err)
+    pretrain(debug_cfg("span_corruption", out, *COMMON, "train.max_steps=3"), resume=True, show_progress=False)
+    assert json.loads(stamp.read_text())["key"] == earlier  # the stamp still says what made it
