@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shlex
 import shutil
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -360,7 +361,7 @@ def resume_command(command: str, run_dir: Path, flags: str = "") -> str:
     """The command that continues a run. A relative run.output_dir means the config's relative paths (data, model,
     the run folder itself) are read from the folder plm runs in: the command says which."""
     line = f"plm {command} {run_dir / 'config.yaml'} --resume{flags}"
-    return line if run_dir.is_absolute() else f"cd {Path.cwd()} && {line}"
+    return line if run_dir.is_absolute() else f"cd {shlex.quote(str(Path.cwd()))} && {line}"
 
 
 def _flat(tree: dict, prefix: str = "") -> dict:

@@ -145,18 +145,24 @@ def finetune(
 
 
 def _check_resumed_from_here(config: Path, cfg) -> None:
-    """--resume with a run's own config.yaml from another folder: its relative run.output_dir (and data paths) would
-    be read from here, and the run would start afresh somewhere else. Refused, naming the folder to run it from."""
+    """--resume with a run's own config.yaml whose run.output_dir, read from here, is a folder without a run: a
+    relative run.output_dir (and data paths) would be read from the wrong folder, or the run folder was moved, and
+    the run would start afresh there. Refused, saying what to do."""
     from plmkit.errors import PlmError
 
+    def is_run(folder: Path) -> bool:
+        return (folder / "checkpoints").is_dir() or (folder / "metrics.jsonl").is_file()
+
     home = config.resolve().parent
-    if config.name != "config.yaml" or not ((home / "checkpoints").is_dir() or (home / "metrics.jsonl").is_file()):
-        return  # not a run folder's own config
     out = Path(cfg.run.output_dir)
-    if out.resolve() == home:
-        return
+    if config.name != "config.yaml" or not is_run(home) or out.resolve() == home or is_run(out.resolve()):
+        return  # not a run folder's own config, or it names a run to continue
+    if out.is_absolute():
+        raise PlmError(f"{config} is the config of the run in {home}, but its run.output_dir is {out}, which holds "
+                       f"no run (was the run folder moved?): --resume would start a new run there; add --set "
+                       f"run.output_dir={home}")
     launch = (Path(*home.parts[:len(home.parts) - len(out.parts)])
-              if not out.is_absolute() and home.parts[len(home.parts) - len(out.parts):] == out.parts else None)
+              if home.parts[len(home.parts) - len(out.parts):] == out.parts else None)
     where = f"run it from {launch} (cd {launch})" if launch else "run it from the folder you started the run in"
     raise PlmError(f"{config} is the config of the run in {home}, but its run.output_dir {str(out)!r} is read from "
                    f"this folder ({Path.cwd()}), where it is {out.resolve()}: --resume would start a new run there. "
@@ -176,10 +182,11 @@ def finetune_config(config: Path | None, set_: list[str] | None, *, model: str |
              "--validation": ("task.validation", validation), "--out": ("run.output_dir", out),
              "--epochs": ("train.epochs", epochs), "--lora": ("adapter.name", "lora" if lora else None)}
     shortcuts = {flag: key for flag, (key, value) in given.items() if value is not None}  # flag -> the key it sets
-    overrides = [f"{key}={value}" for key, value in given.values() if value is not None] + list(set_ or [])
+    overrides = [f"{key}={json.dumps(value) if isinstance(value, str) else value}"  # quoted: 'runs/run #1' whole
+                 for key, value in given.values() if value is not None] + list(set_ or [])
     set_keys = {item.split("=", 1)[0].strip() for item in overrides}
     if out is not None and config is None and "run.name" not in set_keys and Path(out).name:
-        overrides.insert(0, f"run.name={Path(out).name}")  # the model card's title: runs/sst2 -> sst2, not "finetune"
+        overrides.insert(0, f"run.name={json.dumps(Path(out).name)}")  # the card's title: runs/sst2 -> sst2
     if "train.max_steps" in set_keys and "train.epochs" not in set_keys:
         overrides.insert(0, "train.epochs=null")  # a step count asked for on the command line beats CONFIG's epochs
     with resources.as_file(resources.files("plmkit") / "resources" / "finetune.yaml") as defaults:

@@ -36,6 +36,25 @@ def test_a_runs_config_resumed_from_another_folder_is_refused_naming_the_folder(
     _check_resumed_from_here(Path("runs/ner/config.yaml"), cfg)  # from where it started: fine
 
 
+def test_a_config_that_names_a_run_to_continue_passes(tmp_path, monkeypatch):
+    """A project root with its own config.yaml and a checkpoints/ folder of its own, whose run.output_dir names
+    the run: resumed from the root, as it should be."""
+    root = tmp_path / "project"
+    _run_folder(root)
+    (root / "checkpoints").mkdir()
+    (root / "config.yaml").write_text("run:\n  output_dir: runs/ner\n")
+    monkeypatch.chdir(root)
+    _check_resumed_from_here(Path("config.yaml"), SimpleNamespace(run=SimpleNamespace(output_dir="runs/ner")))
+
+
+def test_a_moved_run_folder_is_told_to_set_its_new_place(tmp_path, monkeypatch):
+    run = _run_folder(tmp_path / "new")
+    monkeypatch.chdir(tmp_path)
+    cfg = SimpleNamespace(run=SimpleNamespace(output_dir=str(tmp_path / "old" / "runs" / "ner")))
+    with pytest.raises(PlmError, match=rf"holds no run \(was the run folder moved\?\).*--set run.output_dir={run}$"):
+        _check_resumed_from_here(run / "config.yaml", cfg)
+
+
 def test_the_cli_stops_before_it_writes_anything(tmp_path, monkeypatch):
     run = _run_folder(tmp_path / "project")
     (run / "config.yaml").write_text((Path(__file__).parents[2] / "configs" / "debug" / "mlm.yaml").read_text()

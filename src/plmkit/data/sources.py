@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import codecs
 import glob
 import json
 import os
@@ -91,6 +92,15 @@ def reencode_hint(path: Path) -> str:
                 f"e.g. `iconv -f {encoding} -t utf-8 {path} > {fixed}`")
     if b"\x00" in head:
         return "it holds NUL bytes: it looks like a binary file (or UTF-16 text without a byte-order mark), not text"
+    try:  # the first 4 KB are UTF-8 with non-ASCII characters in them: the file is UTF-8, a line further on is not
+        codecs.getincrementaldecoder("utf-8")().decode(head, final=False)  # the cut may split a character
+        starts_as_utf8 = len(head) == 4096 and max(head) >= 0x80
+    except UnicodeDecodeError:
+        starts_as_utf8 = False
+    if starts_as_utf8:
+        return ("the file starts as UTF-8 text with non-ASCII characters, so that line holds bytes of another "
+                "encoding (files pasted together?); fix or drop the line (`iconv -f utf-8 -t utf-8 -c` drops every "
+                "invalid byte) rather than re-encode the whole file")
     letters = [b for b in head if b > 0x20]
     if letters and sum(b >= 0x80 for b in letters) > 0.3 * len(letters):  # a non-Latin script's encoding
         return (f"most of its bytes are non-ASCII, as in a non-Latin script's encoding; re-encode it from the one it "

@@ -58,6 +58,9 @@ def test_non_utf8_names_file_line_and_byte(tmp_path):
     ("1\t这家酒店太差了，再也不来了！\n0\t房间很干净。\n".encode("gbk"),
      r"most of its bytes are non-ASCII.*iconv -f gb18030 -t utf-8.*-f big5 for Traditional Chinese"),
     ("1\t這家酒店太差了\n".encode("big5"), r"most of its bytes are non-ASCII"),
+    # a UTF-8 file with one line of GBK far down: re-encoding the whole file as gb18030 would garble it
+    (("中文句子一行。\n" * 2000).encode() + "坏的一行\n".encode("gbk"),
+     r"the file starts as UTF-8 text with non-ASCII characters, so that line holds bytes of another encoding"),
     ("Ol\u00e9, caf\u00e9 cr\u00e8me, na\u00efve \u00e0 la carte\n".encode("cp1252"),
      r"re-encode .*iconv -f cp1252 -t utf-8 .* for Western European text"),
 ])
@@ -65,7 +68,7 @@ def test_non_utf8_advice_follows_what_the_file_holds(tmp_path, content, advice):
     """UTF-16 read as latin1 would be text with NULs; a binary file read so would be garbage to train on."""
     f = tmp_path / "odd.txt"
     f.write_bytes(content)
-    with pytest.raises(DataError, match=rf"{f}:1: not valid UTF-8 at byte \d+ .*; {advice}"):
+    with pytest.raises(DataError, match=rf"{f}:\d+: not valid UTF-8 at byte \d+ .*; {advice}"):
         read(f)
 
 

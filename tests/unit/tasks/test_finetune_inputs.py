@@ -108,6 +108,9 @@ def test_out_names_the_run_unless_a_name_is_given():
     assert finetune_config(None, None, out="runs/sst2").run.name == "sst2"
     assert finetune_config(None, ["run.name=mine"], out="runs/sst2").run.name == "mine"
     assert finetune_config(None, None).run.name == "finetune"
+    for out in ("runs/null", "runs/~", "runs/run #1", "runs/true"):  # taken as written, not as YAML
+        cfg = finetune_config(None, None, out=out)
+        assert cfg.run.output_dir == out and cfg.run.name == out.removeprefix("runs/")
 
 
 def test_a_hub_models_card_names_it_as_base_model():
