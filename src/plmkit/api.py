@@ -527,9 +527,13 @@ def finetune(cfg: RunConfig, *, scratch: bool = False, resume: bool = False, ove
     check_unknown_tokens(tokenizer, train, cfg.task.train, refuse=True, warn=accelerator.is_main_process)
     full = sum(len(example["input_ids"]) >= task.cfg.max_length for example in train)
     if full > 0.01 * len(train) and accelerator.is_main_process:  # the texts cut at task.max_length
+        positions = max_positions(model.config)
+        fix = (f"raise task.max_length (the model has {positions} positions) if their ends matter"
+               if task.cfg.max_length < positions else
+               "the model reads no further (its positions end there): split long texts, or use a model with more "
+               "positions, if their ends matter")
         stderr.print(f"{full:,} of {len(train):,} training examples ({full / len(train):.0%}) fill task.max_length "
-                     f"({task.cfg.max_length} tokens), so longer ones are cut there; raise task.max_length (the model "
-                     f"has {max_positions(model.config)} positions) if their ends matter")
+                     f"({task.cfg.max_length} tokens), so longer ones are cut there; {fix}")
     base_model = model
     if cfg.adapter.name == "lora":
         from plmkit.models.peft import add_lora, trainable_share
@@ -738,13 +742,19 @@ def _load_task_model(model_dir: str | Path, task_name: str | None, overrides: li
     import transformers
 
     from plmkit.config import load_config
-    from plmkit.models.transformer import TASK_CLASSES
+    from plmkit.models.transformer import TASK_CLASSES, TASK_HEADS
     from plmkit.tasks import build_task
 
     tokenizer = load_tokenizer(str(model_dir), source="MODEL_DIR")
     config = _check_fine_tuned_for(model_dir, task_name)
     if task_name is None:  # the task its head was fine-tuned for
         task_name = fine_tuned_for(config)
+        heads = getattr(config, "architectures", None) or []
+        if task_name is None and any(a.endswith(TASK_HEADS["sequence_classification"]) for a in heads) \
+                and getattr(config, "num_labels", 0) > 1:  # no problem_type (many hub models): transformers' default
+            task_name = "classification"
+            stderr.print(f"{model_dir}: a sequence classifier whose config names no problem_type: scored as "
+                         "single-label classification (pass --task multilabel if it is one)")
         if task_name is None:
             raise PlmError(f"{model_dir}: its config does not say which task it was fine-tuned for; pass --task "
                            "classification, multilabel or ner")
@@ -788,7 +798,7 @@ def evaluate(model_dir: str | Path, task_name: str | None, data: str | Path, *, 
     from plmkit.tasks.base import check_unknown_tokens
 
     task, model = _load_task_model(model_dir, task_name, overrides)
-    task_name = task_name or fine_tuned_for(model.config)  # the one _load_task_model took from the folder
+    task_name = task.cfg.name  # given, or the one the folder says
     encoded = task.encode(task.read(str(data)), source=str(data))
     check_unknown_tokens(task.tokenizer, encoded, str(data), refuse=False)
     outputs = _run_task(task, model, encoded, show_progress=show_progress)

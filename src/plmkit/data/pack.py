@@ -111,7 +111,7 @@ def prepare_shards(cfg: DataConfig, tokenizer: PreTrainedTokenizerFast, seed: in
                 tokens[split], shards[split], words[split] = _write_shards(tmp, split, packed)
         corpus.report.train_tokens, corpus.report.validation_tokens = tokens["train"], tokens["validation"]
         corpus.report.train_unknown_tokens = unknown["train"]
-        _check_unknown_share(tokenizer, unknown["train"], tokens["train"])
+        check_unknown_share(tokenizer, unknown["train"], tokens["train"])
         if segmenter != "none":
             corpus.report.train_words, corpus.report.validation_words = words["train"], words["validation"]
         meta = {"format": FORMAT_VERSION, "key": key, "dtype": dtype.name, "vocab_size": len(tokenizer),
@@ -216,17 +216,23 @@ UNKNOWN_WARN, UNKNOWN_REFUSE = 0.05, 0.5
 made for other text: most of what the model would see is one token, and a masked LM has almost nothing to predict)."""
 
 
-def _check_unknown_share(tokenizer: PreTrainedTokenizerFast, unknown: int, total: int) -> None:
+def check_unknown_share(tokenizer: PreTrainedTokenizerFast, unknown: int, total: int, *,
+                        of: str = "the training tokens", who: str | None = None,
+                        refuse_fix: str | None = "train a tokenizer on it (leave tokenizer.pretrained unset) or use "
+                                                 "one made for its language and script",
+                        warn_note: str = "a tokenizer trained on it would lose less", warn: bool = True) -> float:
+    """The share of unknown tokens among `total`; warns above UNKNOWN_WARN and raises DataError (with `refuse_fix`)
+    above UNKNOWN_REFUSE. `of` and `who` name the tokens and the tokenizer in the message."""
     share = unknown / max(total, 1)
     if share <= UNKNOWN_WARN:
-        return
-    name = getattr(tokenizer, "name_or_path", "") or "the tokenizer"
-    what = (f"{share:.0%} of the training tokens are the unknown token {tokenizer.unk_token!r}: {name} does not "
-            "cover this text")
-    if share > UNKNOWN_REFUSE:
-        raise DataError(f"{what}; train a tokenizer on it (leave tokenizer.pretrained unset) or use one made for its "
-                        "language and script")
-    Console(stderr=True).print(f"[yellow]warning: {what} well; a tokenizer trained on it would lose less")
+        return share
+    who = who or getattr(tokenizer, "name_or_path", "") or "the tokenizer"
+    what = f"{share:.0%} of {of} are the unknown token {tokenizer.unk_token!r}: {who} does not cover this text"
+    if refuse_fix is not None and share > UNKNOWN_REFUSE:
+        raise DataError(f"{what}; {refuse_fix}")
+    if warn:
+        Console(stderr=True).print(f"[yellow]warning: {what} well; {warn_note}")
+    return share
 
 
 def _tokenize(docs: list[str], tokenizer: PreTrainedTokenizerFast, sep: int, dtype: np.dtype,

@@ -35,30 +35,22 @@ def pad_inputs(tokenizer, examples: list[dict]) -> dict[str, Tensor]:
 
 
 def check_unknown_tokens(tokenizer, encoded: list[dict], source: str, *, refuse: bool, warn: bool = True) -> float:
-    """The share of the unknown token among the text tokens of `encoded` (special tokens left out); warns above
-    data.pack's UNKNOWN_WARN and, with `refuse` (training), raises above UNKNOWN_REFUSE: a model whose tokenizer was
-    made for other text (an English model on Chinese) sees little but one token and cannot learn the task."""
-    from rich.console import Console
-
-    from plmkit.data.pack import UNKNOWN_REFUSE, UNKNOWN_WARN
-    from plmkit.errors import DataError
+    """The share of the unknown token among the text tokens of `encoded` (special tokens left out), checked as
+    pre-training checks its shards (data.pack.check_unknown_share); with `refuse` (training) a share above half
+    stops: a model whose tokenizer was made for other text (an English model on Chinese) sees little but one token
+    and cannot learn the task."""
+    from plmkit.data.pack import check_unknown_share
 
     unk = tokenizer.unk_token_id
     if unk is None:  # byte-level BPE: every text has tokens
         return 0.0
     special = set(tokenizer.all_special_ids) - {unk}
     ids = [i for example in encoded for i in example["input_ids"] if i not in special]
-    share = sum(i == unk for i in ids) / max(len(ids), 1)
-    if share > UNKNOWN_WARN:
-        name = getattr(tokenizer, "name_or_path", "") or "the model's tokenizer"
-        what = (f"{share:.0%} of the tokens of {source} are the unknown token {tokenizer.unk_token!r}: the tokenizer "
-                f"of {name} does not cover this text")
-        if refuse and share > UNKNOWN_REFUSE:
-            raise DataError(f"{what}; fine-tune a model made for its language and script (or pre-train one on "
-                            "such text with plm pretrain)")
-        if warn:
-            Console(stderr=True).print(f"[yellow]warning: {what} well; scores will suffer")
-    return share
+    name = getattr(tokenizer, "name_or_path", "") or "the model"
+    fix = "fine-tune a model made for its language and script (or pre-train one on such text with plm pretrain)"
+    return check_unknown_share(tokenizer, sum(i == unk for i in ids), len(ids), of=f"the tokens of {source}",
+                               who=f"the tokenizer of {name}", refuse_fix=fix if refuse else None,
+                               warn_note="scores will suffer", warn=warn)
 
 
 def model_inputs(batch: dict) -> dict[str, Tensor]:

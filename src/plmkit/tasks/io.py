@@ -29,6 +29,11 @@ TAG_FORMS = "B-/I-/E-/S-<TYPE> or M-<TYPE> (schemes IOB1, IOB2, BIOES, BMES; e.g
 # Han, kana, Hangul: a token-per-line file never has a token of these this long, nor one with sentence
 # punctuation inside it (word-segmented files put `，` and `。` on lines of their own); a whole sentence does.
 _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]")
+
+
+def is_cjk(text: str) -> bool:
+    """Whether text holds Han, kana or Hangul: scripts written without spaces between words."""
+    return _CJK.search(text) is not None
 _CJK_SENTENCE_PUNCTUATION = re.compile(r"[，。！？；]")
 LONGEST_CJK_TOKEN = 20
 """A token with CJK characters longer than this is taken for a whole sentence (MSRA's are 1 character)."""
@@ -191,7 +196,8 @@ def _find_columns(where: str, names: list[str], noun: str, *, text_column: str |
     """(text, pair, label, group) column names among `names`; label is None when absent and not required."""
     present = f"{noun}: {', '.join(map(repr, names)) or 'none'}"
     header_hint = "; the first line must be a header naming the columns" if noun == "columns" else ""
-    lumped = next((sep for sep in (" ", "，", ";", "|") if len(names) == 1 and sep in names[0].strip()), None)
+    lumped = next((sep for sep in ("\t", ",", " ", "，", ";", "|") if len(names) == 1 and sep in names[0].strip()),
+                  None)
     if noun == "columns" and lumped is not None:  # one column whose name holds several: another separator
         header_hint += (f"; the header is one column whose name holds {lumped!r}: the file looks separated by "
                         f"{lumped!r}, and plmkit reads .tsv files split on tabs and .csv files on commas")
@@ -388,8 +394,8 @@ def _looks_like_a_sentence(line: str, fields: list[str]) -> bool:
     The second only picks the message for a line that would stop anyway, since its last field is no tag.
     """
     token = fields[0]
-    if _CJK.search(token) and (len(token) > LONGEST_CJK_TOKEN
-                               or (len(token) > 1 and _CJK_SENTENCE_PUNCTUATION.search(token))):
+    if _CJK.search(token) and (len(token) > LONGEST_CJK_TOKEN  # a word-segmented `呢？` or `好的，` is a token
+                               or (len(token) > 5 and _CJK_SENTENCE_PUNCTUATION.search(token))):
         return True
     if "\t" in line or len(fields) < 3 or any(_TAG.fullmatch(field) for field in fields[1:]):
         return False

@@ -5,6 +5,7 @@ Try it:  plm finetune --model runs/quickstart/final --task ner --train train.con
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import torch
@@ -14,7 +15,7 @@ from plmkit.errors import DataError
 from plmkit.evaluation import ner_metrics
 from plmkit.objectives.base import LossOutput
 from plmkit.tasks.base import encoded_inputs, label_kwargs, model_inputs, pad_inputs, tasks
-from plmkit.tasks.io import label_list, read_tagged_sentences
+from plmkit.tasks.io import is_cjk, label_list, read_tagged_sentences
 
 
 @dataclass
@@ -132,15 +133,16 @@ class NamedEntities:
 
 def entities(tokens: list[str], tags: list[str]) -> list[dict]:
     """The entity spans of one sentence's IOB2 tags (seqeval's reading, as the scores use): type, the first token and
-    the one after the last, and their text, joined without spaces where the span is CJK characters (a
-    character-level Chinese file) and with spaces otherwise."""
-    import unicodedata
-
+    the one after the last, and their text. A character-level sentence (every token one character, as MSRA's) is
+    joined without spaces; otherwise tokens are joined with a space, except next to Han, kana or Hangul."""
     from seqeval.metrics.sequence_labeling import get_entities
 
+    characters = all(len(token) <= 1 for token in tokens)
     spans = []
     for kind, first, last in get_entities(list(tags)):
         words = tokens[first:last + 1]
-        cjk = all(len(w) == 1 and unicodedata.name(w, "").startswith("CJK") for w in words)
-        spans.append({"type": kind, "start": first, "end": last + 1, "text": ("" if cjk else " ").join(words)})
+        text = words[0]
+        for before, word in itertools.pairwise(words):
+            text += ("" if characters or is_cjk(before[-1:]) or is_cjk(word[:1]) else " ") + word
+        spans.append({"type": kind, "start": first, "end": last + 1, "text": text})
     return spans

@@ -54,8 +54,9 @@ def load_tokenizer(name_or_path: str, *, special_tokens: dict[str, str] | None =
             raise DataError(f"tokenizer path {path} is a file; point {source} at the folder that holds "
                             "tokenizer.json / tokenizer_config.json")
         if not any((path / name).is_file() for name in TOKENIZER_FILES):
-            inside = sorted(str(sub) for sub in path.iterdir()
+            inside = sorted((not (sub / "config.json").is_file(), str(sub)) for sub in path.iterdir()  # models first
                             if sub.is_dir() and any((sub / name).is_file() for name in TOKENIZER_FILES))
+            inside = [name for _, name in inside]
             below = f"; the folder below it, {inside[0]}, holds one: point {source} there" if inside else ""
             raise DataError(f"tokenizer folder {path} holds none of {', '.join(TOKENIZER_FILES[:4])}, ...{below}; "
                             f"{_hint(source)}")

@@ -230,9 +230,10 @@ def test_predict_ner_tokens_without_tags(finetuned, tmp_path):
     assert [r["tokens"] for r in rows] == [["Alice", "wrapped", "the", "lines"], ["Bob", "in", "New", "York"]]
     assert all(len(r["tags"]) == len(r["tokens"]) and set(r["tags"]) <= set(LABELS["ner"]) for r in rows)
     for row in rows:  # the spans are the tags' own, as seqeval reads them
-        from plmkit.tasks.ner import entities
+        from seqeval.metrics.sequence_labeling import get_entities
 
-        assert row["entities"] == entities(row["tokens"], row["tags"])
+        assert [(e["type"], e["start"], e["end"] - 1) for e in row["entities"]] == get_entities(row["tags"])
+        assert all(e["text"] == " ".join(row["tokens"][e["start"]:e["end"]]) for e in row["entities"])
 
 
 def test_entities_are_the_spans_seqeval_reads_joined_as_the_script_is():
@@ -243,6 +244,12 @@ def test_entities_are_the_spans_seqeval_reads_joined_as_the_script_is():
     assert entities(["Bob", "in", "New", "York"], ["B-PER", "O", "B-LOC", "I-LOC"])[1] == \
         {"type": "LOC", "start": 2, "end": 4, "text": "New York"}
     assert entities(["a", "b"], ["O", "O"]) == []
+    # character-level sentences join without spaces whatever the script; words join with one, but not next to CJK
+    name = entities(list("约翰·史密斯在2008年"), ["B-PER"] + ["I-PER"] * 5 + ["O", "B-DATE"] + ["I-DATE"] * 4)
+    assert [e["text"] for e in name] == ["约翰·史密斯", "2008年"]
+    assert [e["text"] for e in entities(["北京", "大学", "和", "New", "York"], ["B-ORG", "I-ORG", "O", "B-LOC",
+                                                                             "I-LOC"])] == ["北京大学", "New York"]
+    assert entities(["東京", "タワー"], ["B-LOC", "I-LOC"])[0]["text"] == "東京タワー"
 
 
 # --- multi-label: the tuned threshold travels with the model ----------------------------------------------------
@@ -330,3 +337,19 @@ def test_evaluate_and_predict_read_the_task_from_the_model(task, finetuned, tmp_
     assert api.evaluate(run.final, None, run.dev, show_progress=False)["task"] == task
     assert (run.out / "eval" / f"{task}-{run.dev.stem}.json").is_file()
     assert api.predict(run.final, None, run.dev, tmp_path / "p.jsonl", show_progress=False)["examples"] == DEV
+    row = json.loads((tmp_path / "p.jsonl").read_text(encoding="utf-8").splitlines()[0])
+    assert ({"tags", "entities"} <= row.keys()) if task == "ner" else (row["label"] in LABELS[task])
+
+
+def test_a_classifier_without_problem_type_is_scored_as_single_label(finetuned, tmp_path, capsys, squash):
+    """Many hub sentiment models name no problem_type: without --task they are what transformers takes them for."""
+    import shutil
+
+    run = finetuned("classification", *RUN["classification"])
+    folder = tmp_path / "hub-like"
+    shutil.copytree(run.final, folder)
+    config = json.loads((folder / "config.json").read_text())
+    del config["problem_type"]
+    (folder / "config.json").write_text(json.dumps(config))
+    assert api.evaluate(folder, None, run.dev, show_progress=False)["task"] == "classification"
+    assert squash("names no problem_type: scored as single-label classification") in squash(capsys.readouterr().err)

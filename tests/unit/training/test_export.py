@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -50,7 +51,17 @@ def test_final_folder_layout_and_model_card(objective, final):
     assert ("pipeline_tag: fill-mask" if objective == "mlm" else "pipeline_tag: text-generation") in card
     assert AUTO[objective].__name__ in card
     vocab = len(json.loads((path / "tokenizer.json").read_text())["model"]["vocab"])
-    assert f"trained on the same data, vocabulary {vocab:,} |" in card  # the tokenizer's, not the setting
+    assert f"trained on the same data, vocabulary {vocab:,} |" in card
+
+
+def test_the_card_states_the_tokenizers_vocabulary_not_the_setting():
+    """Chinese text keeps a token per character: 6,168 tokens against a setting of 8,000 in a review."""
+    from plmkit import load_config
+    from plmkit.api import render_model_card
+
+    cfg = load_config(Path(__file__).parents[3] / "configs" / "debug" / "mlm.yaml")
+    card = render_model_card(cfg, {}, {"steps": 1, "tokens_seen": 10}, "masked_lm", vocab_size=6168)
+    assert "vocabulary 6,168 |" in card and f"vocabulary {cfg.tokenizer.train.vocab_size}" not in card
 
 
 @pytest.mark.parametrize("objective", ["mlm", "clm"])
