@@ -73,13 +73,13 @@ def train_tokenizer_for(cfg: RunConfig, *, show_progress: bool = True, announce_
     _refuse_foreign_tokenizer(out, "training a tokenizer would write over it")
     key = _tokenizer_key(cfg)
     if (out / "tokenizer.json").is_file():
-        held = _held_artifacts(out.parent)
-        if _made_from(out) == key:
+        held, made_from = _held_artifacts(out.parent), _made_from(out)
+        if made_from == key:
             if announce_reuse:
                 trained_with = f" (the run in {out.parent} was trained with it)" if held else ""
                 stderr.print(f"{out} is already the tokenizer of these settings{trained_with}")
             return load_tokenizer(str(out))
-        if held and _made_from(out) == _tokenizer_key(cfg, earlier=True):  # same settings, an earlier plmkit
+        if held and made_from == _tokenizer_key(cfg, earlier=True):  # same settings, an earlier plmkit
             stderr.print(f"{out} was made from these settings by an earlier plmkit (before NFKC went into trained "
                          f"tokenizers and T5's ended texts with </s>); kept, since the run in {out.parent} was trained "
                          "with it (for the new tokenizer, set run.output_dir to another folder)")
@@ -320,8 +320,6 @@ def _check_init_kind(source: str, kind: str, objective: str) -> None:
 def _unused_with_init_from(cfg: RunConfig) -> list[str]:
     """The model.* and tokenizer.train.* settings that differ from their defaults: a run with init.from takes the
     model and the tokenizer as they are, so these change nothing (a config written for training from scratch)."""
-    from dataclasses import asdict
-
     from plmkit.config import ModelConfig, TokenizerTrainConfig
 
     unused = []
