@@ -95,7 +95,7 @@ def train_tokenizer_for(cfg: RunConfig, *, show_progress: bool = True, announce_
         corpus = load_corpus(cfg.data, cfg.run.seed)
         tmp = cached.with_name(f"{cached.name}.tmp-{os.getpid()}")
         train_tokenizer(corpus.train, cfg.tokenizer, cfg.model.arch, tmp, show_progress=show_progress,
-                        compatibility=cfg.data.normalization == "NFKC")
+                        nfkc=cfg.data.normalization == "NFKC")
         shutil.rmtree(cached, ignore_errors=True)
         os.replace(tmp, cached)
     else:

@@ -27,7 +27,7 @@ from plmkit.tokenization.special import ARCHES, special_token_order, trained_spe
 
 
 def train_tokenizer(texts: Iterable[str], cfg: TokenizerConfig, arch: str, out_dir: str | Path, *,
-                    show_progress: bool = True, compatibility: bool = False) -> PreTrainedTokenizerFast:
+                    show_progress: bool = True, nfkc: bool = False) -> PreTrainedTokenizerFast:
     """Train a tokenizer on `texts`, save it to `out_dir` and return it.
 
     Special tokens (`cfg.special_tokens`, else the architecture's usual set) get the lowest ids, in the
@@ -42,8 +42,8 @@ def train_tokenizer(texts: Iterable[str], cfg: TokenizerConfig, arch: str, out_d
         arch: the model architecture (bert, roberta, gpt2, llama); picks the default special tokens.
         out_dir: folder to save to (created); `AutoTokenizer.from_pretrained(out_dir)` loads it back.
         show_progress: show the `tokenizers` trainer's progress bar.
-        compatibility: the texts were NFKC-normalised (data.normalization NFKC): the tokenizer normalises its input
-            the same way first, so raw text (full-width punctuation, letters and digits) meets the vocabulary it
+        nfkc: the texts were NFKC-normalised (data.normalization NFKC): the tokenizer normalises its input the
+            same way first, so raw text (full-width punctuation, letters and digits) meets the vocabulary it
             was trained on.
 
     Returns:
@@ -61,9 +61,7 @@ def train_tokenizer(texts: Iterable[str], cfg: TokenizerConfig, arch: str, out_d
         # as in RoBERTa / XLM-R: "is <mask>." -> "is", "<mask>", "." (the space joins the mask, as in pre-training)
         tokens[tokens.index(specials["mask"])] = AddedToken(specials["mask"], lstrip=True, special=True,
                                                             normalized=False)
-    tokenizer, trainer = _build(cfg, specials, tokens, show_progress)
-    if compatibility:
-        tokenizer.normalizer = normalizers.Sequence([normalizers.NFKC(), *_steps(tokenizer.normalizer)])
+    tokenizer, trainer = _build(cfg, specials, tokens, show_progress, nfkc)
 
     docs = iter(texts) if cfg.train.max_docs is None else itertools.islice(texts, cfg.train.max_docs)
     first = next((doc for doc in docs if doc.strip()), None)
@@ -98,16 +96,10 @@ def train_tokenizer(texts: Iterable[str], cfg: TokenizerConfig, arch: str, out_d
     return wrapped
 
 
-def _steps(normalizer) -> list:
-    """A tokenizer's normalizer as a list of steps (none, one, or a Sequence's)."""
-    if normalizer is None:
-        return []
-    return list(normalizer) if isinstance(normalizer, normalizers.Sequence) else [normalizer]
-
-
 def _build(cfg: TokenizerConfig, specials: dict[str, str], tokens: list[str],
-           show_progress: bool) -> tuple[Tokenizer, trainers.Trainer]:
-    """The untrained tokenizer pipeline and its trainer for `cfg.train.algorithm`."""
+           show_progress: bool, nfkc: bool) -> tuple[Tokenizer, trainers.Trainer]:
+    """The untrained tokenizer pipeline and its trainer for `cfg.train.algorithm`; with `nfkc`, its normalizer
+    applies NFKC before anything else."""
     t = cfg.train
     unk = specials.get("unk")
     if t.algorithm in ("wordpiece", "unigram") and unk is None:
@@ -126,7 +118,6 @@ def _build(cfg: TokenizerConfig, specials: dict[str, str], tokens: list[str],
     elif t.algorithm == "wordpiece":
         tokenizer = Tokenizer(models.WordPiece(unk_token=unk, continuing_subword_prefix="##"))
         strip = t.lowercase if t.strip_accents is None else t.strip_accents
-        tokenizer.normalizer = normalizers.BertNormalizer(lowercase=t.lowercase, strip_accents=strip)
         tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
         tokenizer.decoder = decoders.WordPiece(prefix="##")
         trainer = trainers.WordPieceTrainer(vocab_size=t.vocab_size, min_frequency=t.min_frequency,
@@ -140,11 +131,14 @@ def _build(cfg: TokenizerConfig, specials: dict[str, str], tokens: list[str],
                                           show_progress=show_progress)
     else:
         raise ConfigError(f"tokenizer.train.algorithm must be one of bpe, wordpiece, unigram; got {t.algorithm!r}")
-    if t.algorithm != "wordpiece":  # wordpiece's BertNormalizer does both
+    if t.algorithm == "wordpiece":  # BertNormalizer strips accents and lowercases, as BERT's own tokenizers
+        steps = [normalizers.BertNormalizer(lowercase=t.lowercase, strip_accents=strip)]
+    else:
         steps = ([normalizers.NFD(), normalizers.StripAccents(), normalizers.NFC()] if t.strip_accents else []) \
             + ([normalizers.Lowercase()] if t.lowercase else [])
-        if steps:
-            tokenizer.normalizer = normalizers.Sequence(steps)
+    steps = [normalizers.NFKC()] * nfkc + steps
+    if steps:
+        tokenizer.normalizer = steps[0] if len(steps) == 1 else normalizers.Sequence(steps)
     return tokenizer, trainer
 
 

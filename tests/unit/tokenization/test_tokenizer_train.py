@@ -184,7 +184,7 @@ def test_a_tokenizer_for_nfkc_text_normalises_raw_text_the_same_way(tmp_path, al
     raw = ["这家酒店太差了，再也不来了！（１２３）", "房间很干净，服务也好：下次还来；价格１２３元。"] * 20
     docs = [unicodedata.normalize("NFKC", d) for d in raw]
     tok = train_tokenizer(docs, _cfg(algorithm, vocab_size=VOCAB[algorithm] + 100), "bert", tmp_path,
-                          show_progress=False, compatibility=True)
+                          show_progress=False, nfkc=True)
     for loaded in (tok, AutoTokenizer.from_pretrained(tmp_path)):
         assert loaded(raw[0])["input_ids"] == loaded(docs[0])["input_ids"]
         assert loaded.unk_token_id not in loaded(raw[1])["input_ids"]
