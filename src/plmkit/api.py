@@ -73,7 +73,7 @@ def train_tokenizer_for(cfg: RunConfig, *, show_progress: bool = True, announce_
     _refuse_foreign_tokenizer(out, "training a tokenizer would write over it")
     key = _tokenizer_key(cfg)
     if (out / "tokenizer.json").is_file():
-        held, made_from = _held_artifacts(out.parent), _made_from(out)
+        held, made_from = held_artifacts(out.parent), _made_from(out)
         if made_from == key:
             if announce_reuse:
                 trained_with = f" (the run in {out.parent} was trained with it)" if held else ""
@@ -396,7 +396,7 @@ def _check_resumed_config(cfg: RunConfig, run_dir: Path) -> None:
                      + ", ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in changed.items()))
 
 
-def _held_artifacts(run_dir: Path) -> list[str]:
+def held_artifacts(run_dir: Path) -> list[str]:
     """The RUN_ARTIFACTS in `run_dir`: any of them means the folder holds a run. An empty metrics.jsonl is a run
     that stopped before it logged a step: nothing in the folder to lose."""
     return [name for name in RUN_ARTIFACTS if (run_dir / name).exists()
@@ -404,7 +404,7 @@ def _held_artifacts(run_dir: Path) -> list[str]:
 
 
 def _claim_run_dir(run_dir: Path, *, resume: bool, overwrite: bool) -> None:
-    existing = _held_artifacts(run_dir)
+    existing = held_artifacts(run_dir)
     if existing and not (resume or overwrite):
         raise PlmError(f"{run_dir} already holds a run ({', '.join(existing)}); pass --resume to continue it, "
                        "--overwrite to start again, or set run.output_dir to another folder")

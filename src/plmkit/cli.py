@@ -148,13 +148,13 @@ def _check_resumed_from_here(config: Path, cfg) -> None:
     """--resume with a run's own config.yaml whose run.output_dir, read from here, is a folder without a run: a
     relative run.output_dir (and data paths) would be read from the wrong folder, or the run folder was moved, and
     the run would start afresh there. Refused, saying what to do."""
-    from plmkit.api import _held_artifacts
+    from plmkit.api import held_artifacts
     from plmkit.errors import PlmError
 
     home = config.resolve().parent
     out = Path(cfg.run.output_dir)
-    if config.name != "config.yaml" or not _held_artifacts(home) or out.resolve() == home \
-            or _held_artifacts(out.resolve()):
+    if config.name != "config.yaml" or not held_artifacts(home) or out.resolve() == home \
+            or held_artifacts(out.resolve()):
         return  # not a run folder's own config, or it names a run to continue
     if out.is_absolute():
         raise PlmError(f"{config} is the config of the run in {home}, but its run.output_dir is {out}, which holds "
