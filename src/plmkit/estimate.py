@@ -135,6 +135,35 @@ def parse_count(text: str | float) -> int:
 
 
 @dataclass(frozen=True)
+class Stack:
+    """One stack of transformer layers whose activations a training step keeps (ELECTRA's discriminator and
+    generator, T5's encoder and decoder)."""
+
+    shape: flops.ModelShape
+    seq_len: float
+    head_fraction: float
+    """Share of its positions with vocabulary logits (0: its head is no vocabulary projection)."""
+    cross_len: float = 0
+    """Positions its cross-attention reads (T5's decoder: the encoder's); 0: no cross-attention."""
+
+
+@dataclass(frozen=True)
+class Built:
+    """What is counted on the model itself (built on the meta device, so no memory) where it is more than one stack:
+    ELECTRA (generator and discriminator sharing embeddings) and T5 (encoder and decoder)."""
+
+    parameters: int
+    embedding_parameters: int
+    flops_per_token: float
+    """What the training loop logs MFU against (flops.module_flops_per_token on the same modules)."""
+    unit: int
+    """Parameters of the largest unit ZeRO-3 / FSDP gathers at once: a layer or the word-embedding matrix."""
+    stacks: tuple[Stack, ...]
+    note: str
+    """What was counted, in words (the table shows it)."""
+
+
+@dataclass(frozen=True)
 class ModelSpec:
     name: str
     shape: flops.ModelShape
@@ -144,11 +173,15 @@ class ModelSpec:
     last_layer_fraction: float = 1.0
     """Share of the positions at which the last layer computes its outputs: mask_prob for a masked LM, whose
     objective.sparse_last_layer runs it only where a token is predicted."""
+    built: Built | None = None
+    """Set for ELECTRA and T5: counts from the built model, which `shape` (the discriminator's or the encoder's
+    stack) alone does not give."""
 
 
-def load_model_spec(model: str, seq_len: int | None = None) -> ModelSpec:
+def load_model_spec(model: str, seq_len: int | None = None, objective: Any = None) -> ModelSpec:
     """A preset name, a plmkit run config YAML (its model:, data.block_size and objective:), or a Hugging Face
-    config.json or model folder."""
+    config.json or model folder (for ELECTRA and T5, counted with the `objective` section's settings, default its
+    defaults)."""
     if model in PRESETS:
         preset = PRESETS[model]
         fraction = MLM_MASK_PROB if preset["objective"] == "mlm" else 1.0
@@ -161,6 +194,10 @@ def load_model_spec(model: str, seq_len: int | None = None) -> ModelSpec:
         path = path / "config.json"
     if path.suffix == ".json" and path.is_file():
         config = json.loads(path.read_text(encoding="utf-8"))
+        if config.get("model_type") in TWO_STACKS:
+            return _two_stack_spec(str(model), str(path), config, seq_len or config.get("max_position_embeddings")
+                                   or config.get("n_positions"), objective,
+                                   generator_config=path.parent / "generator" / "config.json")
         shape = flops.model_shape(config)
         fraction = MLM_MASK_PROB if shape.mlm_head else 1.0
         length = seq_len or config.get("max_position_embeddings") or config.get("n_positions")
@@ -194,21 +231,112 @@ def _spec_from_run_config(path: Path, seq_len: int | None) -> ModelSpec:
     sparse_layer = cfg.objective.name == "mlm" and cfg.objective.sparse_head and cfg.objective.sparse_last_layer
     last = fraction if sparse_layer else 1.0
     if cfg.init.from_:
-        return dataclasses.replace(load_model_spec(cfg.init.from_, length), head_fraction=fraction,
-                                   last_layer_fraction=last)
+        spec = load_model_spec(cfg.init.from_, length, objective=cfg.objective)
+        if spec.built is not None:  # ELECTRA, T5: counted with the run's objective settings already
+            return spec
+        return dataclasses.replace(spec, head_fraction=fraction, last_layer_fraction=last)
     vocab = cfg.model.vocab_size
     if vocab is None and cfg.tokenizer.pretrained:
         from plmkit.tokenization import load_tokenizer
 
         vocab = len(load_tokenizer(cfg.tokenizer.pretrained))
-    vocab = vocab or cfg.tokenizer.train.vocab_size  # a trained tokenizer has at most this many tokens
-    shape = flops.model_shape(build_model_config(cfg.model, _VocabOnly(vocab)))
+    if vocab is None:  # a trained tokenizer has at most this many tokens, plus the sentinels span corruption adds
+        vocab = cfg.tokenizer.train.vocab_size + (cfg.objective.num_sentinels
+                                                  if cfg.objective.name == "span_corruption" else 0)
+    config = build_model_config(cfg.model, _VocabOnly(vocab))
+    if config.model_type in TWO_STACKS:
+        return _two_stack_spec(str(path), f"{path} (model:, data.block_size, objective:)", config.to_dict(), length,
+                               objective=cfg.objective)
+    shape = flops.model_shape(config)
     return ModelSpec(str(path), shape, length, fraction, f"{path} (model:, data.block_size, objective:)",
                      last_layer_fraction=last)
 
 
-def activation_bytes(shape: flops.ModelShape, seq_len: int, micro_batch: int, head_fraction: float = 1.0,
-                     checkpointing: bool = False, fused_attention: bool = True) -> float:
+TWO_STACKS = ("electra", "t5")
+"""Model types counted on the built model (Built): ELECTRA's generator and discriminator, T5's encoder and decoder."""
+
+
+def _two_stack_spec(name: str, source: str, config: dict, seq_len: int | None, objective: Any = None,
+                    generator_config: Path | None = None) -> ModelSpec:
+    """A ModelSpec for an ELECTRA or T5 config (a config.json dict): parameters and FLOPs counted on the models the
+    objective trains, built on the meta device. `objective` is the run's objective section (None: its defaults);
+    `generator_config`, where that file exists, is the ELECTRA generator a plmkit run saved next to final/."""
+    import torch
+    import transformers
+
+    if not seq_len:
+        raise ConfigError(f"{name} gives no sequence length; pass --seq-len")
+    seq_len = int(seq_len)
+    config = {k: v for k, v in config.items() if k not in ("architectures", "transformers_version")}
+    if config["model_type"] == "electra":
+        from plmkit.models.electra import build_generator_config
+        from plmkit.objectives.electra import ElectraObjectiveConfig
+
+        settings = objective or ElectraObjectiveConfig()
+        disc_config = transformers.ElectraConfig(**config)
+        gen_config = (transformers.ElectraConfig.from_pretrained(str(generator_config.parent))
+                      if generator_config is not None and generator_config.is_file()
+                      else build_generator_config(disc_config, settings.generator_size))
+        with torch.device("meta"):
+            disc = transformers.ElectraForPreTraining(disc_config)
+            gen = transformers.ElectraForMaskedLM(gen_config)
+        shared = sum(p.numel() for p in gen.electra.embeddings.parameters())  # the discriminator's, once
+        parameters = disc.num_parameters() + gen.num_parameters() - shared
+        embedding = _embedding_parameters(disc)
+        per_token = (flops.module_flops_per_token(disc, seq_len)  # as the training loop counts them
+                     + flops.module_flops_per_token(gen, seq_len, head_fraction=settings.mask_prob))
+        stacks = (Stack(_stack_shape(disc_config), seq_len, 0.0),
+                  Stack(_stack_shape(gen_config), seq_len, settings.mask_prob))
+        models, head, vocab_matrix = (disc, gen), 1.0, disc_config.vocab_size * disc_config.embedding_size
+        shape = stacks[0].shape
+        note = (f"discriminator (hidden {disc_config.hidden_size}) + generator (hidden {gen_config.hidden_size}, LM "
+                f"head at {settings.mask_prob:.0%} of positions), embeddings shared")
+    else:
+        from plmkit.objectives.span_corruption import SpanCorruptionConfig, raw_length_for
+
+        settings = objective or SpanCorruptionConfig()
+        targets = raw_length_for(seq_len, settings.noise_density, settings.mean_noise_span_length)[1]
+        head = targets / seq_len  # decoder positions per encoder position, as the objective declares
+        t5_config = transformers.T5Config(**config)
+        with torch.device("meta"):
+            t5 = transformers.T5ForConditionalGeneration(t5_config)
+        parameters, embedding = t5.num_parameters(), _embedding_parameters(t5)
+        per_token = flops.module_flops_per_token(t5, seq_len, head_fraction=head)
+        encoder = _stack_shape(t5_config, t5_config.num_layers)
+        decoder = _stack_shape(t5_config, t5_config.num_decoder_layers or t5_config.num_layers)
+        stacks = (Stack(encoder, seq_len, 0.0), Stack(decoder, targets, 1.0, cross_len=seq_len))
+        models, vocab_matrix, shape = (t5,), t5_config.vocab_size * t5_config.d_model, encoder
+        note = (f"encoder ({seq_len} input tokens) + decoder and LM head ({targets} target tokens) per example; "
+                "tokens are encoder input tokens")
+    layers = [sum(p.numel() for p in layer.parameters()) for model in models for module in model.modules()
+              if isinstance(module, torch.nn.ModuleList) for layer in module]
+    built = Built(parameters, embedding, per_token, max([vocab_matrix, *layers]), stacks, note)
+    return ModelSpec(name, shape, seq_len, head, source, built=built)
+
+
+def _embedding_parameters(model) -> int:
+    """Parameters of the lookup tables (nn.Embedding: tokens, positions, token types, relative position buckets)."""
+    import torch
+
+    tables = {id(m.weight): m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Embedding)}
+    return sum(tables.values())  # a table shared by several modules (T5's encoder and decoder) once
+
+
+def _stack_shape(config, num_layers: int | None = None) -> flops.ModelShape:
+    """What activation_bytes needs of one ELECTRA or T5 stack (`num_layers`: T5's encoder or decoder depth)."""
+    if config.model_type == "electra":
+        heads = config.num_attention_heads
+        return flops.ModelShape("electra", config.num_hidden_layers, config.hidden_size, heads, heads,
+                                config.hidden_size // heads, config.intermediate_size, config.vocab_size,
+                                dropout=config.hidden_dropout_prob > 0)
+    # T5: RMS norms, no biases, ReLU or gated-GELU feed-forward
+    return flops.ModelShape("t5", num_layers, config.d_model, config.num_heads, config.num_heads, config.d_kv,
+                            config.d_ff, config.vocab_size, glu=config.is_gated_act, qkv_bias=False,
+                            out_bias=False, mlp_bias=False, layer_norm=False, dropout=config.dropout_rate > 0)
+
+
+def activation_bytes(shape: flops.ModelShape, seq_len: float, micro_batch: int, head_fraction: float = 1.0,
+                     checkpointing: bool = False, fused_attention: bool = True, cross_len: float = 0) -> float:
     """Activation memory of one micro-batch, 16-bit activations (Korthikanti et al. 2022, §4.1, generalised to
     GQA, SwiGLU and models without dropout; for GPT-3-like layers it is their s·b·h·(34 + 5·a·s/h) per layer).
 
@@ -217,13 +345,17 @@ def activation_bytes(shape: flops.ModelShape, seq_len: int, micro_batch: int, he
     (8·I/h for SwiGLU's four) and a dropout mask (1); the two norms their inputs (4). Materialised attention scores
     add 5·a·s²·b (2·a·s²·b without attention dropout); fused kernels (FlashAttention, SDPA) store none. With
     activation checkpointing each layer keeps only its input (2·s·b·h) and one layer is rebuilt at a time. The LM
-    head keeps bf16 logits and their float32 copy for the loss: 6·b·s·V bytes at the positions it computes."""
+    head keeps bf16 logits and their float32 copy for the loss: 6·b·s·V bytes at the positions it computes.
+    A decoder layer with cross-attention over `cross_len` encoder positions (T5) adds a second attention block: its
+    input, queries, output and dropout mask and a norm input at its own positions, keys and values at the encoder's."""
     s, b, h = seq_len, micro_batch, shape.hidden_size
     drop = 1 if shape.dropout else 0
     width, kv = shape.attention_width / h, shape.num_kv_heads * shape.head_dim / h
     attention = 2 + 2 * width + 4 * kv + 2 * width + drop
     mlp = 2 + (8 if shape.glu else 4) * shape.intermediate_size / h + drop
     layer = s * b * h * (attention + mlp + 4)
+    if cross_len:
+        layer += s * b * h * (2 + 4 * width + drop + 2) + 4 * kv * cross_len * b * h
     if not fused_attention:
         layer += (5 if shape.dropout else 2) * shape.num_heads * s * s * b
     layers = shape.num_layers * 2 * s * b * h + layer if checkpointing else shape.num_layers * layer
@@ -237,7 +369,12 @@ def state_bytes(shape: flops.ModelShape, devices: int, strategy: str) -> float:
     weights of two units (the one computing and the one prefetched) and the gradients of one, a unit being a layer
     or a vocabulary matrix."""
     counts = flops.parameter_counts(shape)
-    p, n = counts.total, devices
+    return _state_bytes(counts.total, max(counts.body / shape.num_layers, shape.vocab_size * shape.hidden_size),
+                        devices, strategy)
+
+
+def _state_bytes(p: float, unit: float, n: int, strategy: str) -> float:
+    """state_bytes for `p` parameters whose largest ZeRO-3 / FSDP unit holds `unit` of them, over `n` devices."""
     weights, grads, optimizer = 2 * p, 2 * p, 12 * p
     if strategy == "ddp":
         return weights + grads + optimizer
@@ -246,7 +383,6 @@ def state_bytes(shape: flops.ModelShape, devices: int, strategy: str) -> float:
     if strategy == "zero2":
         return weights + (grads + optimizer) / n
     if strategy in ("zero3", "fsdp"):
-        unit = max(counts.body / shape.num_layers, shape.vocab_size * shape.hidden_size)
         return (weights + grads + optimizer) / n + 3 * 2 * unit
     raise ConfigError(f"strategy {strategy!r}: choose one of {', '.join(STRATEGIES)}")
 
@@ -272,8 +408,13 @@ def estimate(model: str, *, tokens: str | float | None = None, hardware: str = "
         raise ConfigError(f"--pue must be >= 1 (facility power over IT power); got {pue}")
     hw = HARDWARE[hardware]
     spec = load_model_spec(model, seq_len)
-    counts = flops.parameter_counts(spec.shape)
-    chinchilla = CHINCHILLA_TOKENS_PER_PARAMETER * counts.total
+    if spec.built is None:
+        counts = flops.parameter_counts(spec.shape)
+        parameters, non_embedding = counts.total, counts.non_embedding
+    else:
+        parameters = spec.built.parameters
+        non_embedding = parameters - spec.built.embedding_parameters
+    chinchilla = CHINCHILLA_TOKENS_PER_PARAMETER * parameters
     n_tokens = parse_count(tokens) if tokens is not None else chinchilla
     if mfu is not None:
         mfu_source = mfu_source or "given"
@@ -285,21 +426,27 @@ def estimate(model: str, *, tokens: str | float | None = None, hardware: str = "
         raise ConfigError(f"--mfu must be in (0, 1]; got {mfu}")
     dtype = "bf16" if (hw.device, "bf16") in flops.PEAK_FLOPS else "fp16"
     peak = flops.PEAK_FLOPS[hw.device, dtype]
-    per_token = flops.flops_per_token(spec.shape, spec.seq_len, spec.head_fraction, spec.last_layer_fraction)
+    per_token = (spec.built.flops_per_token if spec.built is not None
+                 else flops.flops_per_token(spec.shape, spec.seq_len, spec.head_fraction, spec.last_layer_fraction))
     total = per_token * n_tokens
     device_hours = total / (peak * mfu) / 3600
     memory, fits = {}, {}
     for strategy in STRATEGIES:
-        states = state_bytes(spec.shape, devices, strategy)
+        states = (state_bytes(spec.shape, devices, strategy) if spec.built is None
+                  else _state_bytes(parameters, spec.built.unit, devices, strategy))
         memory[strategy], fits[strategy] = {}, {}
         for label, ckpt in (("no_checkpointing", False), ("checkpointing", True)):
-            need = states + activation_bytes(spec.shape, spec.seq_len, micro_batch, spec.head_fraction, ckpt)
+            stacks = spec.built.stacks if spec.built is not None else (Stack(spec.shape, spec.seq_len,
+                                                                              spec.head_fraction),)
+            need = states + sum(activation_bytes(stack.shape, stack.seq_len, micro_batch, stack.head_fraction, ckpt,
+                                                 cross_len=stack.cross_len) for stack in stacks)
             memory[strategy][label] = round(need / 1e9, 2)
             fits[strategy][label] = need <= USABLE_MEMORY * hw.memory_gb * 1e9
     energy_mwh = device_hours * hw.tdp_w * pue / 1e6
     return {
         "model": spec.name, "model_source": spec.source, "arch": spec.shape.arch,
-        "parameters": counts.total, "non_embedding_parameters": counts.non_embedding,
+        "counted": spec.built.note if spec.built is not None else None,
+        "parameters": parameters, "non_embedding_parameters": non_embedding,
         "seq_len": spec.seq_len, "head_fraction": spec.head_fraction,
         "last_layer_fraction": spec.last_layer_fraction, "flops_per_token": per_token,
         "tokens": n_tokens, "flops": total,
@@ -310,7 +457,7 @@ def estimate(model: str, *, tokens: str | float | None = None, hardware: str = "
         "memory_per_device_gb": memory, "fits": fits,
         "price_per_device_hour": price, "cost_usd": device_hours * price if price is not None else None,
         "tdp_w": hw.tdp_w, "pue": pue, "energy_mwh": energy_mwh,
-        "chinchilla_tokens": chinchilla, "tokens_per_parameter": n_tokens / counts.total,
+        "chinchilla_tokens": chinchilla, "tokens_per_parameter": n_tokens / parameters,
     }
 
 
@@ -359,11 +506,11 @@ def render(result: dict):
     summary.add_column()
     cost = (f"${_num(r['cost_usd'])} at ${r['price_per_device_hour']}/device-hour" if r["cost_usd"] is not None
             else "pass --price $/device-hour")
+    length = f"{r['seq_len']:,}" + (f" (LM head{' and last layer' if r['last_layer_fraction'] < 1 else ''} at "
+                                    f"{r['head_fraction']:.0%} of positions)" if r["head_fraction"] < 1 else "")
     for key, value in [
         ("parameters", f"{_si(r['parameters'])} ({_si(r['non_embedding_parameters'])} non-embedding)"),
-        ("sequence length", f"{r['seq_len']:,}" + (f" (LM head{' and last layer' if r['last_layer_fraction'] < 1 else ''}"
-                                                  f" at {r['head_fraction']:.0%} of positions)"
-                                                  if r["head_fraction"] < 1 else "")),
+        ("sequence length", length) if r.get("counted") is None else ("counted", r["counted"]),
         ("FLOPs per token", f"{_si(r['flops_per_token'])} (6·N + 12·L·H·Q)"),
         ("tokens", (f"{_si(r['tokens'])} ({_num(r['tokens_per_parameter'])} per parameter; Chinchilla-optimal "
                     f"{_si(r['chinchilla_tokens'])})")),

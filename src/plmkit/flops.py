@@ -211,6 +211,15 @@ def mean_length(dataset, limit: int = 1000) -> float:
     return sum(len(dataset[i]["input_ids"]) for i in picks) / len(picks)
 
 
+def sequence_length(dataset, objective: Any = None) -> float:
+    """The mean length of what the model reads per example: mean_length(dataset), through the objective's
+    `input_length` where it declares one (span corruption: the encoder input, shorter than the packed block it
+    corrupts), so that FLOPs are per input token, the tokens the loop counts."""
+    length = mean_length(dataset)
+    convert = getattr(objective, "input_length", None)
+    return float(convert(length)) if callable(convert) and length else length
+
+
 # Dense peak FLOP/s per device and dtype (no 2:4 sparsity: datasheets headline the sparse figure, twice these).
 # tf32 is what "fp32" matmuls run at on NVIDIA GPUs when torch allows TF32; fp32 is the non-tensor-core rate.
 PEAK_FLOPS: dict[tuple[str, str], float] = {

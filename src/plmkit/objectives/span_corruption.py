@@ -73,6 +73,10 @@ class SpanCorruption:
         self.raw_length = raw
         return raw
 
+    def input_length(self, raw: float) -> float:
+        """Encoder input tokens of an example that reads `raw` packed tokens (flops.sequence_length)."""
+        return corrupted_lengths(round(raw), self.cfg.noise_density, self.cfg.mean_noise_span_length)[0]
+
     @property
     def head_fraction(self) -> float:
         """Decoder (and LM head) positions per encoder position: target length / input length (flops.py)."""

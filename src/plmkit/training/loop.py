@@ -238,12 +238,12 @@ def fit(cfg: RunConfig, model: torch.nn.Module, objective: Objective, train_set:
         if torch.backends.cuda.matmul.allow_tf32:
             kernels.append("TF32")
     # Model FLOPs per trained token (recomputation not counted: MFU, not HFU) and the peak of one device.
-    flops_per_token = flops.module_flops_per_token(model, flops.mean_length(train_set),
-                                                   head_fraction=flops.head_fraction(objective))
+    seq_len = flops.sequence_length(train_set, objective)
+    flops_per_token = flops.module_flops_per_token(model, seq_len, head_fraction=flops.head_fraction(objective))
     peak, peak_source = flops.peak_flops(acc.device, precision)
     model = objective.wrap(model)  # e.g. masked LM: the LM head runs only at predicted positions
     if hasattr(model, "extra_flops_per_token"):  # a module that trains more than `model` (ELECTRA's generator)
-        flops_per_token += model.extra_flops_per_token(flops.mean_length(train_set))
+        flops_per_token += model.extra_flops_per_token(seq_len)
     if tc.compile:  # in place: parameter names, and so checkpoints, stay those of the eager module
         model.compile(mode=None if tc.compile_mode == "default" else tc.compile_mode)
     optimizer = build_optimizer(model, tc, acc.device)
