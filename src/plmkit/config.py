@@ -68,6 +68,9 @@ class DataConfig:
     segmenter: str = "auto"
     """Word boundaries stored with the shards for whole-word masking: auto (pretokenizer when objective.whole_word,
     else none) | none | pretokenizer (the tokenizer's pre-tokenizer words) | jieba (Chinese words)."""
+    segmenter_dict: str | None = None
+    """A jieba user dictionary for data.segmenter jieba (UTF-8, one word per line, optionally followed by a frequency
+    and a part-of-speech tag, as jieba.load_userdict reads it): domain terms it lists are masked whole."""
 
 
 @dataclass
@@ -579,6 +582,9 @@ def validate(cfg: RunConfig, origin: str = "config") -> None:
     if getattr(cfg.objective, "whole_word", False) and cfg.data.segmenter == "none":
         raise ConfigError(f"objective.whole_word needs word boundaries, but data.segmenter is none; set "
                           f"data.segmenter to auto or pretokenizer (English) or jieba (Chinese) ({origin})")
+    if cfg.data.segmenter_dict is not None and cfg.data.segmenter != "jieba":
+        raise ConfigError(f"data.segmenter_dict is a jieba user dictionary, but data.segmenter is "
+                          f"{cfg.data.segmenter}; set data.segmenter=jieba or remove data.segmenter_dict ({origin})")
     if cfg.model.embedding_size is not None and cfg.model.arch != "electra":
         raise ConfigError(f"model.embedding_size is for model.arch electra; remove it or set it to null for "
                           f"{cfg.model.arch} ({origin})")

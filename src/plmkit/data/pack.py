@@ -26,7 +26,7 @@ from torch.utils.data import Dataset
 
 from plmkit.config import DataConfig
 from plmkit.data.corpus import CorpusReport, load_corpus
-from plmkit.data.segment import check_segmenter, resolve_segmenter, word_starts
+from plmkit.data.segment import check_segmenter, resolve_segmenter, user_dict_fingerprint, word_starts
 from plmkit.data.sources import expand_paths, hf_target, is_saved_dataset
 from plmkit.errors import DataError
 
@@ -86,7 +86,7 @@ def prepare_shards(cfg: DataConfig, tokenizer: PreTrainedTokenizerFast, seed: in
     """
     sep = separator_id(tokenizer)
     segmenter = resolve_segmenter(cfg.segmenter, whole_words)
-    check_segmenter(segmenter, tokenizer)
+    check_segmenter(segmenter, tokenizer, cfg.segmenter_dict)
     root = Path(os.path.expanduser(cfg.cache_dir))
     key = cache_key(cfg, tokenizer, seed, segmenter=segmenter)
     out = root / key
@@ -106,7 +106,7 @@ def prepare_shards(cfg: DataConfig, tokenizer: PreTrainedTokenizerFast, seed: in
             for split, docs in zip(SPLITS, (corpus.train, corpus.validation), strict=True):
                 task = progress.add_task(f"tokenizing {split}", total=len(docs))
                 arrays = _tokenize(docs, tokenizer, sep, dtype, partial(progress.advance, task), segmenter,
-                                   unknown=(unknown, split))
+                                   unknown=(unknown, split), user_dict=cfg.segmenter_dict)
                 packed = pack_shards(arrays, cfg.shard_tokens)
                 tokens[split], shards[split], words[split] = _write_shards(tmp, split, packed)
         corpus.report.train_tokens, corpus.report.validation_tokens = tokens["train"], tokens["validation"]
@@ -166,6 +166,8 @@ def cache_key(cfg: DataConfig, tokenizer: PreTrainedTokenizerFast, seed: int, *,
     }
     if segmenter != "none":
         parts["segmenter"] = segmenter
+    if segmenter == "jieba" and cfg.segmenter_dict is not None:  # its words change the word boundaries
+        parts["segmenter_dict"] = user_dict_fingerprint(cfg.segmenter_dict)
     if cfg.shard_tokens != DataConfig.shard_tokens:  # the default keeps the keys it always had
         parts["shard_tokens"] = cfg.shard_tokens
     return hashlib.blake2b(json.dumps(parts, sort_keys=True).encode("utf-8"), digest_size=16).hexdigest()
@@ -237,7 +239,7 @@ def check_unknown_share(tokenizer: PreTrainedTokenizerFast, unknown: int, total:
 
 def _tokenize(docs: list[str], tokenizer: PreTrainedTokenizerFast, sep: int, dtype: np.dtype,
               advance: Callable[[int], None], segmenter: str = "none",
-              unknown: tuple[dict, str] | None = None) -> Iterator[np.ndarray]:
+              unknown: tuple[dict, str] | None = None, user_dict: str | None = None) -> Iterator[np.ndarray]:
     """Yield each document's token ids followed by `sep`, tokenizing TOKENIZE_BATCH documents per call.
 
     With a segmenter the arrays are structured, fields "ids" and "word_starts" (uint8; the separator starts a word).
@@ -254,7 +256,7 @@ def _tokenize(docs: list[str], tokenizer: PreTrainedTokenizerFast, sep: int, dty
         if segmenter == "none":
             yield from np.split(flat, np.cumsum(lengths)[:-1])
         else:
-            starts = word_starts(batch, encoded.encodings, segmenter)
+            starts = word_starts(batch, encoded.encodings, segmenter, user_dict)
             both = np.empty(len(flat), dtype=[("ids", dtype), ("word_starts", np.uint8)])
             both["ids"] = flat
             both["word_starts"] = np.concatenate([np.append(s, True) for s in starts])
