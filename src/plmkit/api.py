@@ -654,10 +654,21 @@ def render_finetune_card(cfg: RunConfig, metrics: dict, scratch: bool, threshold
         use = ('from transformers import pipeline\n'
                f'pipe = pipeline("{task}", model="path/to/final", aggregation_strategy="simple")  # entity spans')
     hub = "" if scratch or Path(cfg.init.from_).expanduser().exists() else f"base_model: {cfg.init.from_}\n"
+    hub += _card_datasets(cfg.task.train, cfg.task.validation)
     return (f"---\nlibrary_name: transformers\npipeline_tag: {task}\n{hub}tags: [plmkit]\n---\n\n# {cfg.run.name}\n\n"
             f"Fine-tuned with plmkit for `{cfg.task.name}` from {start}{how} on {cfg.task.train} "
             f"(validation: {cfg.task.validation or 'held out from training'}).\n\n| | |\n|---|---|\n{rows}\n\n"
             f"```python\n{use}\n```\n")
+
+
+def _card_datasets(*sources: str | None) -> str:
+    """A model card's `datasets:` line for the hub datasets among `sources` (hf:NAME[:CONFIG]:SPLIT whose NAME is
+    no local folder), else ""."""
+    from plmkit.tasks.io import is_hf_spec, parse_hf_spec
+
+    names = [parse_hf_spec(s)[0] for s in sources if s and is_hf_spec(s)]
+    hub = [n for n in dict.fromkeys(names) if not Path(n).expanduser().exists()]
+    return f"datasets: [{', '.join(hub)}]\n" if hub else ""
 
 
 def plot_finetune_curves(run_dir: Path) -> Path | None:
@@ -804,8 +815,8 @@ def evaluate(model_dir: str | Path, task_name: str | None, data: str | Path, *, 
     model_dir = Path(model_dir)
     out = (model_dir.parent if model_dir.name == "final" else model_dir) / "eval"
     out.mkdir(parents=True, exist_ok=True)
-    name = _eval_name(out, task_name, Path(data))
-    result = {"task": task_name, "data": str(data), "data_path": str(Path(data).resolve()),
+    name = _eval_name(out, task_name, str(data))
+    result = {"task": task_name, "data": str(data), "data_path": _data_path(str(data)),
               "examples": len(encoded), **scores}
     if task_name == "classification":
         from plmkit.evaluation import confusion_matrix, plot_confusion_matrix
@@ -819,10 +830,25 @@ def evaluate(model_dir: str | Path, task_name: str | None, data: str | Path, *, 
     return result
 
 
-def _eval_name(out: Path, task_name: str, data: Path) -> str:
-    """<task>-<file stem>, unless eval/ already holds that name for another file (its data_path differs): then
-    the name also carries a hash of this file's path, so that neither result overwrites the other."""
-    name, path = f"{task_name}-{data.stem}", str(data.resolve())
+def _data_path(data: str) -> str:
+    """What identifies evaluation data: a file's resolved path, or a Hugging Face split's hf:NAME[:CONFIG]:SPLIT."""
+    from plmkit.tasks.io import is_hf_spec
+
+    return data if is_hf_spec(data) else str(Path(data).resolve())
+
+
+def _eval_name(out: Path, task_name: str, data: str) -> str:
+    """<task>-<file stem> (for hf:NAME[:CONFIG]:SPLIT, its last name part, config and split), unless eval/ already
+    holds that name for other data (its data_path differs): then the name also carries a hash of this data's path,
+    so that neither result overwrites the other."""
+    from plmkit.tasks.io import is_hf_spec, parse_hf_spec
+
+    if is_hf_spec(data):
+        dataset, config, split = parse_hf_spec(data)
+        stem = "-".join(p for p in (Path(dataset).name, config, split) if p)
+    else:
+        stem = Path(data).stem
+    name, path = f"{task_name}-{stem}", _data_path(data)
     try:
         earlier = json.loads((out / f"{name}.json").read_text()).get("data_path", path)
     except (OSError, ValueError, AttributeError):

@@ -43,8 +43,9 @@ def _progress(quiet: bool) -> bool:
 FinetuneConfigArg = Annotated[Path | None, typer.Argument(help="A fine-tuning config YAML (optional).")]
 ModelOpt = Annotated[str | None, typer.Option(help="Pre-trained model folder or hub id (init.from).")]
 TaskOpt = Annotated[str | None, typer.Option(help="classification | multilabel | ner (task.name).")]
-TrainOpt = Annotated[str | None, typer.Option(help="Training file (task.train).")]
-ValidationOpt = Annotated[str | None, typer.Option(help="Validation file (task.validation).")]
+TrainOpt = Annotated[str | None, typer.Option(help="Training file, or hf:NAME[:CONFIG]:SPLIT (task.train).")]
+ValidationOpt = Annotated[str | None, typer.Option(help="Validation file, or hf:NAME[:CONFIG]:SPLIT "
+                                                        "(task.validation).")]
 
 
 def emit(result: dict) -> None:
@@ -270,7 +271,8 @@ def _numbers(text: str, flag: str) -> list[int]:
 
 @app.command()
 def evaluate(model_dir: Annotated[Path, typer.Argument(help="A fine-tuned model folder (RUN/final).")],
-             data: Annotated[Path, typer.Option(help="A labeled file in the task's format.")],
+             data: Annotated[str, typer.Option(help="A labeled file in the task's format, or "
+                                                    "hf:NAME[:CONFIG]:SPLIT.")],
              task: Annotated[str | None, typer.Option(help="classification | multilabel | ner (default: the task the "
                                                       "model was fine-tuned for).")] = None,
              set_: SetOpt = None, quiet: QuietOpt = False) -> None:
@@ -283,7 +285,8 @@ def evaluate(model_dir: Annotated[Path, typer.Argument(help="A fine-tuned model 
 
 @app.command()
 def predict(model_dir: Annotated[Path, typer.Argument(help="A fine-tuned model folder (RUN/final).")],
-            data: Annotated[Path, typer.Option(help="A file of texts (labels optional; .txt: one text per line).")],
+            data: Annotated[str, typer.Option(help="A file of texts (labels optional; .txt: one text per line), "
+                                                   "or hf:NAME[:CONFIG]:SPLIT.")],
             output: Annotated[Path, typer.Option(help="Where to write predictions (JSON lines).")],
             task: Annotated[str | None, typer.Option(help="classification | multilabel | ner (default: the task the "
                                                      "model was fine-tuned for).")] = None,

@@ -206,28 +206,13 @@ def _read_jsonl(path: Path, text_field: str) -> Iterator[str]:
 
 
 def _read_hf(cfg: DataConfig) -> Iterator[str]:
-    import datasets  # slow to import; only source hf needs it
-
     target = hf_target(cfg)
     local = Path(os.path.expanduser(target))
     if cfg.hf_dataset is None and not local.is_dir():
         raise DataError(f"data.paths[0]: {target!r} is not a folder; with source hf give a folder saved with "
                         "Dataset.save_to_disk or holding data files, or set data.hf_dataset")
-    try:
-        if is_saved_dataset(local):
-            ds = datasets.load_from_disk(str(local))
-            if isinstance(ds, datasets.DatasetDict):
-                if cfg.hf_split not in ds:
-                    raise DataError(f"{target}: no split {cfg.hf_split!r}; set data.hf_split to one of "
-                                    f"{', '.join(ds)}")
-                ds = ds[cfg.hf_split]
-        else:
-            source = str(local) if local.is_dir() else target
-            ds = datasets.load_dataset(source, cfg.hf_config, split=cfg.hf_split)
-    except (FileNotFoundError, ValueError, ConnectionError) as e:
-        raise DataError(f"could not load Hugging Face dataset {target!r} (config {cfg.hf_config!r}, split "
-                        f"{cfg.hf_split!r}): {e}; check data.hf_dataset, data.hf_config and data.hf_split"
-                        ) from None
+    ds = load_hf_split(target, cfg.hf_config, cfg.hf_split, fix="check data.hf_dataset, data.hf_config and "
+                       "data.hf_split")
     if cfg.text_field not in ds.column_names:
         raise DataError(f"{target}: no column {cfg.text_field!r} (columns: {', '.join(ds.column_names)}); "
                         "set data.text_field to the column that holds the text")
@@ -239,6 +224,32 @@ def _read_hf(cfg: DataConfig) -> Iterator[str]:
                                 f"{cfg.text_field!r}, not a string; set data.text_field to a text column")
             row += 1
             yield text
+
+
+def load_hf_split(target: str, config: str | None, split: str, *, fix: str, split_setting: str = "data.hf_split"):
+    """One split of a Hugging Face dataset: a folder written by `save_to_disk`, a folder of data files (parquet,
+    csv, json), or a hub name (needs the network, or the datasets cache). `fix` ends the error message: which
+    settings to check; `split_setting` is where the split was given.
+
+    Raises:
+        DataError: the dataset, its config or its split cannot be loaded, with the reason `datasets` gave.
+    """
+    import datasets  # slow to import; only Hugging Face sources need it
+
+    local = Path(os.path.expanduser(target))
+    try:
+        if is_saved_dataset(local):
+            ds = datasets.load_from_disk(str(local))
+            if isinstance(ds, datasets.DatasetDict):
+                if split not in ds:
+                    raise DataError(f"{target}: no split {split!r}; set {split_setting} to one of {', '.join(ds)}")
+                ds = ds[split]
+            return ds
+        return datasets.load_dataset(str(local) if local.is_dir() else target, config, split=split)
+    except (FileNotFoundError, ValueError, ConnectionError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise DataError(f"could not load Hugging Face dataset {target!r} (config {config!r}, split {split!r}): "
+                        f"{first}; {fix}") from None
 
 
 def hf_target(cfg: DataConfig) -> str:

@@ -15,15 +15,15 @@ from plmkit.errors import ConfigError, DataError
 from plmkit.evaluation import classification_metrics, multilabel_metrics, tune_threshold
 from plmkit.objectives.base import LossOutput
 from plmkit.tasks.base import encoded_inputs, label_kwargs, model_inputs, pad_inputs, tasks
-from plmkit.tasks.io import label_list, read_text_examples
+from plmkit.tasks.io import is_hf_spec, label_list, read_hf_text_examples, read_text_examples
 
 
 @dataclass
 class ClassificationConfig:
     train: str | None = None
-    """Training file: .tsv/.csv with a header, or .jsonl."""
+    """Training file: .tsv/.csv with a header, or .jsonl; or a Hugging Face dataset split, hf:NAME[:CONFIG]:SPLIT."""
     validation: str | None = None
-    """Validation file (same format); the best checkpoint is chosen on it."""
+    """Validation file (same format, or hf:NAME[:CONFIG]:SPLIT); the best checkpoint is chosen on it."""
     text_column: str | None = None
     """Text column; null: the first of text, sentence, text_a."""
     text_pair_column: str | None = None
@@ -97,8 +97,9 @@ class Classification:
         self.labels: list[str] = []
 
     def read(self, path: str, require_labels: bool = True) -> list:
-        return read_text_examples(path, text_column=self.cfg.text_column, text_pair_column=self.cfg.text_pair_column,
-                                  label_column=self.cfg.label_column, require_labels=require_labels)
+        reader = read_hf_text_examples if is_hf_spec(path) else read_text_examples
+        return reader(path, text_column=self.cfg.text_column, text_pair_column=self.cfg.text_pair_column,
+                      label_column=self.cfg.label_column, require_labels=require_labels)
 
     def labels_from(self, examples: list, source: str = "the training data") -> list[str]:
         labels = label_list(examples)
@@ -188,9 +189,10 @@ class MultiLabelClassification:
         """False when scoring a finished model: its saved threshold is used, never one tuned on the test data."""
 
     def read(self, path: str, require_labels: bool = True) -> list:
-        return read_text_examples(path, text_column=self.cfg.text_column, text_pair_column=self.cfg.text_pair_column,
-                                  label_column=self.cfg.label_column, multilabel=True,
-                                  group_column=self.cfg.group_column, require_labels=require_labels)
+        reader = read_hf_text_examples if is_hf_spec(path) else read_text_examples
+        return reader(path, text_column=self.cfg.text_column, text_pair_column=self.cfg.text_pair_column,
+                      label_column=self.cfg.label_column, multilabel=True, group_column=self.cfg.group_column,
+                      require_labels=require_labels)
 
     def labels_from(self, examples: list, source: str = "the training data") -> list[str]:
         labels = label_list(examples)  # one label is a detector: each example has it or not

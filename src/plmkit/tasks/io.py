@@ -537,3 +537,130 @@ def count_overlap(train_texts: Iterable[str], eval_texts: Iterable[str]) -> int:
     """
     seen = {text.strip() for text in train_texts}
     return sum(text.strip() in seen for text in eval_texts)
+
+
+# --- Hugging Face datasets ------------------------------------------------------------------------------------
+
+HF_PREFIX = "hf:"
+HF_FORM = "hf:NAME:SPLIT or hf:NAME:CONFIG:SPLIT (e.g. hf:stanfordnlp/sst2:train, hf:nyu-mll/glue:sst2:validation)"
+TOKEN_COLUMNS = ("tokens", "words")  # an NER dataset's token lists, looked for in this order
+TAG_COLUMNS = ("ner_tags", "tags", "labels")  # and its tag lists
+
+
+def is_hf_spec(source: str | Path) -> bool:
+    """True for a task data source given as a Hugging Face dataset split (`hf:NAME[:CONFIG]:SPLIT`), not a file."""
+    return str(source).startswith(HF_PREFIX)
+
+
+def parse_hf_spec(spec: str) -> tuple[str, str | None, str]:
+    """`hf:NAME[:CONFIG]:SPLIT` -> (name, config or None, split). NAME may be a hub id or a local folder (written by
+    `save_to_disk`, or holding parquet / csv / json files).
+
+    Raises:
+        DataError: not of that form.
+    """
+    parts = spec[len(HF_PREFIX):].split(":")
+    if len(parts) not in (2, 3) or not all(p.strip() for p in parts):
+        raise DataError(f"{spec!r}: a Hugging Face dataset is given as {HF_FORM}")
+    name, *config, split = (p.strip() for p in parts)
+    return name, (config[0] if config else None), split
+
+
+def _hf_split(spec: str):
+    from plmkit.data.sources import load_hf_split
+
+    name, config, split = parse_hf_spec(spec)
+    return load_hf_split(name, config, split, fix=f"give it as {HF_FORM}",
+                         split_setting=f"the split (the last part of {spec!r})")
+
+
+def _label_names(feature) -> list[str] | None:
+    """The class names of a ClassLabel feature (or of a list of them), else None."""
+    import datasets
+
+    inner = getattr(feature, "feature", None)  # datasets.Sequence(ClassLabel)
+    if isinstance(feature, list) and feature:  # datasets >= 3: [ClassLabel] for a list column
+        inner = feature[0]
+    target = inner if inner is not None else feature
+    return list(target.names) if isinstance(target, datasets.ClassLabel) else None
+
+
+def _named(where: str, value: object, names: list[str] | None, column: str) -> object:
+    """A ClassLabel id (or a list of ids) as its class name(s); -1 (unlabeled, as GLUE's test splits) as None."""
+    if names is None or value is None:
+        return value
+    if isinstance(value, list):
+        return [_named(where, v, names, column) for v in value]
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value == -1:
+            return None
+        if not 0 <= value < len(names):
+            raise DataError(f"{where}: label id {value} in {column!r} is not one of the dataset's {len(names)} "
+                            "classes")
+        return names[value]
+    return value
+
+
+def read_hf_text_examples(spec: str, *, text_column: str | None = None, text_pair_column: str | None = None,
+                          label_column: str | None = None, multilabel: bool = False,
+                          group_column: str | None = None, require_labels: bool = True) -> list[TextExample]:
+    """`read_text_examples` for a Hugging Face dataset split (`hf:NAME[:CONFIG]:SPLIT`): the same columns are
+    looked for, and ClassLabel ids become their class names (so labels read as `positive`, not `1`). A label of -1
+    (GLUE's unlabeled test splits) is an error when labels are required and no label otherwise."""
+    ds = _hf_split(spec)
+    options = {"text_column": text_column, "text_pair_column": text_pair_column, "label_column": label_column,
+               "group_column": group_column, "require_labels": require_labels}
+    columns = _find_columns(spec, list(ds.column_names), "columns", **options)
+    label_col = columns[2]
+    names = _label_names(ds.features[label_col]) if label_col else None
+    keep = [c for c in columns if c is not None]
+    examples = []
+    for row, record in enumerate(ds.select_columns(list(dict.fromkeys(keep))).to_iterable_dataset()):
+        where = f"{spec} row {row}"
+        if label_col:
+            record[label_col] = _named(where, record[label_col], names, label_col)
+            if record[label_col] is None and require_labels:
+                raise DataError(f"{where}: no label (-1: the split is unlabeled, as GLUE's test splits are); train "
+                                "and evaluate on labeled splits, or use the split with plm predict")
+        examples.append(_example(where, record, columns, multilabel, require_labels))
+    if not examples:
+        raise DataError(f"{spec}: the split has no rows")
+    return examples
+
+
+def read_hf_tagged_sentences(spec: str, *, require_tags: bool = True) -> list[TaggedSentence]:
+    """`read_tagged_sentences` for a Hugging Face dataset split (`hf:NAME[:CONFIG]:SPLIT`) with a column of token
+    lists (`tokens` or `words`) and one of tag lists (`ner_tags`, `tags` or `labels`): ClassLabel ids become their
+    tag names (CoNLL-2003's `ner_tags`), and IOB1, BIOES and BMES tags become IOB2, as from a file."""
+    ds = _hf_split(spec)
+    present = ", ".join(map(repr, ds.column_names))
+    token_col = next((c for c in TOKEN_COLUMNS if c in ds.column_names), None)
+    if token_col is None:
+        raise DataError(f"{spec}: no column of tokens (looked for {', '.join(map(repr, TOKEN_COLUMNS))}; columns: "
+                        f"{present})")
+    tag_col = next((c for c in TAG_COLUMNS if c in ds.column_names), None)
+    if tag_col is None and require_tags:
+        raise DataError(f"{spec}: no column of tags (looked for {', '.join(map(repr, TAG_COLUMNS))}; columns: "
+                        f"{present})")
+    names = _label_names(ds.features[tag_col]) if tag_col else None
+    sentences = []
+    for row, record in enumerate(ds.select_columns([c for c in (token_col, tag_col) if c]).to_iterable_dataset()):
+        where = f"{spec} row {row}"
+        tokens = record[token_col]
+        if not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens):
+            raise DataError(f"{where}: {token_col!r} holds {_kind(tokens)}, not a list of strings")
+        if not tokens:
+            continue
+        tags = _named(where, record[tag_col], names, tag_col) if tag_col else ["O"] * len(tokens)
+        if not isinstance(tags, list) or len(tags) != len(tokens):
+            raise DataError(f"{where}: {len(tokens)} tokens but {tag_col!r} holds "
+                            f"{len(tags) if isinstance(tags, list) else _kind(tags)} tags")
+        for tag in tags:
+            if not isinstance(tag, str) or not _TAG.fullmatch(tag):
+                fix = ("; its ids have no class names, so map them to tags first" if not isinstance(tag, str)
+                       else "")
+                raise DataError(f"{where}: tag {tag!r} is neither 'O' nor {TAG_FORMS}{fix}")
+        sentences.append(TaggedSentence(tokens=list(tokens), tags=convert_to_iob2(list(tags))))
+    if not sentences:
+        raise DataError(f"{spec}: no sentences (every row's token list is empty)")
+    return sentences

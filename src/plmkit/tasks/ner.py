@@ -15,15 +15,16 @@ from plmkit.errors import DataError
 from plmkit.evaluation import ner_metrics
 from plmkit.objectives.base import LossOutput
 from plmkit.tasks.base import encoded_inputs, label_kwargs, model_inputs, pad_inputs, tasks
-from plmkit.tasks.io import is_cjk, label_list, read_tagged_sentences
+from plmkit.tasks.io import is_cjk, is_hf_spec, label_list, read_hf_tagged_sentences, read_tagged_sentences
 
 
 @dataclass
 class NERConfig:
     train: str | None = None
-    """Training file: token first, tag last on each line, a blank line between sentences (IOB1/IOB2/BIOES/BMES)."""
+    """Training file: token first, tag last on each line, a blank line between sentences (IOB1/IOB2/BIOES/BMES); or
+    a Hugging Face dataset split, hf:NAME[:CONFIG]:SPLIT, with token and tag list columns (tokens, ner_tags)."""
     validation: str | None = None
-    """Validation file (same format); the best checkpoint is chosen on it."""
+    """Validation file (same format, or hf:NAME[:CONFIG]:SPLIT); the best checkpoint is chosen on it."""
     max_length: int = 256
     """Longest sentence in sub-word tokens; words past it are predicted O."""
 
@@ -55,6 +56,8 @@ class NamedEntities:
         self.labels: list[str] = []
 
     def read(self, path: str, require_labels: bool = True) -> list:
+        if is_hf_spec(path):
+            return read_hf_tagged_sentences(path, require_tags=require_labels)
         return read_tagged_sentences(path, require_tags=require_labels)
 
     def labels_from(self, sentences: list, source: str = "the training data") -> list[str]:
