@@ -455,7 +455,9 @@ def render_model_card(cfg: RunConfig, report: dict, metrics: dict, kind: str, vo
         f"{vocab_size if vocab_size is not None else cfg.tokenizer.train.vocab_size:,}")
     objective = ", ".join(f"{k}={v}" for k, v in vars(cfg.objective).items())
     lines = [
-        "---", "library_name: transformers", f"pipeline_tag: {task}", "tags: [plmkit]", "---", "",
+        "---", "library_name: transformers", f"pipeline_tag: {task}",
+        *_base_card_fields(cfg.init.from_).splitlines(), *_card_datasets(_hf_data(cfg)).splitlines(),
+        "tags: [plmkit]", "---", "",
         f"# {cfg.run.name}", "",
         (f"A {cfg.model.arch if not cfg.init.from_ else 'continued ' + cfg.init.from_} model pre-trained "
          f"with plmkit ({cfg.objective.name})."), "",
@@ -654,11 +656,43 @@ def render_finetune_card(cfg: RunConfig, metrics: dict, scratch: bool, threshold
         use = ('from transformers import pipeline\n'
                f'pipe = pipeline("{task}", model="path/to/final", aggregation_strategy="simple")  # entity spans')
     hub = "" if scratch or Path(cfg.init.from_).expanduser().exists() else f"base_model: {cfg.init.from_}\n"
-    hub += _card_datasets(cfg.task.train, cfg.task.validation)
+    hub += ("" if scratch else _base_card_fields(cfg.init.from_)) + _card_datasets(cfg.task.train, cfg.task.validation)
     return (f"---\nlibrary_name: transformers\npipeline_tag: {task}\n{hub}tags: [plmkit]\n---\n\n# {cfg.run.name}\n\n"
             f"Fine-tuned with plmkit for `{cfg.task.name}` from {start}{how} on {cfg.task.train} "
             f"(validation: {cfg.task.validation or 'held out from training'}).\n\n| | |\n|---|---|\n{rows}\n\n"
             f"```python\n{use}\n```\n")
+
+
+def _hf_data(cfg: RunConfig) -> str | None:
+    """The pre-training data as hf:NAME[:CONFIG]:SPLIT when it is a Hugging Face dataset, else None."""
+    if cfg.data.source != "hf" or not cfg.data.hf_dataset:
+        return None
+    return ":".join(["hf", cfg.data.hf_dataset, *([cfg.data.hf_config] if cfg.data.hf_config else []),
+                     cfg.data.hf_split])
+
+
+def _base_card_fields(init_from: str | None) -> str:
+    """`license:` and `language:` lines from the model card (README.md front matter) of a local `init.from`
+    folder, as the Hugging Face Trainer's cards take the base model's license; "" where it has none."""
+    if not init_from:
+        return ""
+    card = Path(init_from).expanduser() / "README.md"
+    try:
+        text = card.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return ""
+    if not text.startswith("---"):
+        return ""
+    import yaml
+
+    try:
+        meta = yaml.safe_load(text.split("---", 2)[1]) or {}
+    except (yaml.YAMLError, IndexError):
+        return ""
+    if not isinstance(meta, dict):
+        return ""
+    return "".join(f"{key}: {json.dumps(meta[key], ensure_ascii=False)}\n" for key in ("license", "language")
+                   if isinstance(meta.get(key), (str, list)) and meta[key])
 
 
 def _card_datasets(*sources: str | None) -> str:

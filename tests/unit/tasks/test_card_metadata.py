@@ -1,0 +1,50 @@
+"""Model card metadata carried from the base model: its license and language (as the Hugging Face Trainer's cards
+take the base model's license), and the hub datasets a run read; the front matter stays valid YAML."""
+
+from __future__ import annotations
+
+import yaml
+
+from plmkit.api import render_finetune_card, render_model_card
+from plmkit.cli import finetune_config
+from plmkit.config import load_config
+
+
+def _front(card: str) -> dict:
+    return yaml.safe_load(card.split("---\n")[1])
+
+
+def _base(tmp_path, front: str):
+    folder = tmp_path / "base"
+    folder.mkdir()
+    (folder / "README.md").write_text(f"---\n{front}---\n\n# a model\n", encoding="utf-8")
+    return folder
+
+
+def test_finetune_card_takes_the_base_models_license_and_language(tmp_path):
+    base = _base(tmp_path, "language: en\nlicense: apache-2.0\ntags: [sentence-transformers]\n")
+    cfg = finetune_config(None, None, model=str(base), task="classification", train="t.tsv", out="runs/x")
+    front = _front(render_finetune_card(cfg, {"eval_accuracy": 0.9}, scratch=False))
+    assert front["license"] == "apache-2.0" and front["language"] == "en" and front["tags"] == ["plmkit"]
+    assert "license" not in _front(render_finetune_card(cfg, {}, scratch=True))  # random weights: nothing inherited
+
+
+def test_pretraining_card_from_init_from_and_a_hub_dataset(tmp_path):
+    base = _base(tmp_path, "license: mit\nlanguage: [en, zh]\n")
+    cfg = load_config(None, [f"init.from={base}", "data.source=hf", "data.hf_dataset=Salesforce/wikitext",
+                             "data.hf_config=wikitext-2-raw-v1"])
+    metrics = {"steps": 1, "tokens_seen": 10}
+    front = _front(render_model_card(cfg, {}, metrics, "masked_lm"))
+    assert front["license"] == "mit" and front["language"] == ["en", "zh"]
+    assert front["datasets"] == ["Salesforce/wikitext"]
+
+
+def test_a_base_card_without_front_matter_or_with_bad_yaml_adds_nothing(tmp_path):
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    (plain / "README.md").write_text("# just a title\n", encoding="utf-8")
+    broken = _base(tmp_path, "license: [unclosed\n")
+    for folder in (plain, broken, tmp_path / "no-card"):
+        cfg = finetune_config(None, None, model=str(folder), task="classification", train="t.tsv", out="runs/x")
+        front = _front(render_finetune_card(cfg, {}, scratch=False))
+        assert "license" not in front and front["library_name"] == "transformers"
