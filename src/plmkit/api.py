@@ -22,7 +22,14 @@ from plmkit.config import RunConfig, save_config
 from plmkit.data import load_corpus, prepare_shards
 from plmkit.data.pack import KEYED_SETTINGS, input_fingerprint
 from plmkit.errors import ConfigError, DataError, PlmError
-from plmkit.models import ARCHS, build_model, build_task_model, kept_checkpoint_weights, load_pretrained_model
+from plmkit.models import (
+    ARCHS,
+    build_model,
+    build_task_model,
+    copy_sentence_transformer_files,
+    kept_checkpoint_weights,
+    load_pretrained_model,
+)
 from plmkit.objectives import build_objective, objectives
 from plmkit.objectives.base import WRAPPED_PREFIX
 from plmkit.tokenization import check_compatibility, load_tokenizer, train_tokenizer
@@ -257,6 +264,7 @@ def pretrain(cfg: RunConfig, *, resume: bool = False, overwrite: bool = False,
     if accelerator.is_main_process:
         if cfg.init.from_:  # the starting checkpoint's pooler, which masked-LM training has no place for
             model_weights.update(kept_checkpoint_weights(cfg.init.from_, model, own=model_weights.keys()))
+            extra = _with_sentence_transformer_files(extra, cfg.init.from_)
         model_card = render_model_card(cfg, data.report.to_dict(), metrics, kind, len(tokenizer))
         export_final(model, tokenizer, run_dir, model_card, model_weights, extra=extra)
         (run_dir / "results.json").write_text(json.dumps(metrics, indent=1))
@@ -264,6 +272,21 @@ def pretrain(cfg: RunConfig, *, resume: bool = False, overwrite: bool = False,
     accelerator.end_training()  # closes trackers and, under torchrun, the process group
     interrupted_after(result, run_dir / "final")
     return RunResult(output_dir=run_dir, metrics=metrics)
+
+
+def _with_sentence_transformer_files(extra: Callable[[Path], None] | None,
+                                     init_from: str) -> Callable[[Path], None]:
+    """`extra` (what an objective writes into final/), then a sentence-transformers starting model's own files
+    (pooling and the rest), with one line saying so."""
+    def write(folder: Path) -> None:
+        if extra is not None:
+            extra(folder)
+        copied = copy_sentence_transformer_files(init_from, folder)
+        if copied:
+            stderr.print(f"final/ keeps {init_from}'s sentence-transformers files ({', '.join(copied)}): it loads "
+                         "with SentenceTransformer and pools as the starting model did")
+
+    return write
 
 
 def check_pretrain_config(cfg: RunConfig, kind: str) -> None:

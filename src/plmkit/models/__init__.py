@@ -5,10 +5,12 @@ from plmkit.models.transformer import (
     build_model,
     build_model_config,
     build_task_model,
+    copy_sentence_transformer_files,
     kept_checkpoint_weights,
     load_pretrained_model,
     masked_lm_head,
 )
 
-__all__ = ["ARCHS", "build_model", "build_model_config", "build_task_model", "kept_checkpoint_weights",
+__all__ = ["ARCHS", "build_model", "build_model_config", "build_task_model", "copy_sentence_transformer_files",
+           "kept_checkpoint_weights",
            "load_pretrained_model", "masked_lm_head"]

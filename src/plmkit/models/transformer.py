@@ -9,6 +9,7 @@ import importlib.util
 import json
 import math
 import os
+import shutil
 import warnings
 from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager, contextmanager, nullcontext
@@ -155,6 +156,36 @@ def kept_checkpoint_weights(name_or_path: str, model: PreTrainedModel,
                 if name.startswith(f"{prefix}pooler.") and name not in own:
                     kept[name] = f.get_tensor(key)
     return kept
+
+
+SENTENCE_TRANSFORMER_FILES = ("modules.json", "sentence_bert_config.json", "config_sentence_transformers.json")
+"""What makes a Hugging Face folder a sentence-transformers model, beside its module folders (1_Pooling/, ...)."""
+
+
+def copy_sentence_transformer_files(source: str | Path, folder: Path) -> list[str]:
+    """Copy a local sentence-transformers model's own files (modules.json, its configs and the folders of its
+    pooling and normalisation modules) from `source` into `folder`, so that a model adapted by continued
+    pre-training loads with `SentenceTransformer(folder)` and pools as it did. Returns the names copied; none when
+    `source` is no local sentence-transformers folder. A module path that leaves the folder is not followed."""
+    source = Path(source).expanduser()
+    try:
+        modules = json.loads((source / "modules.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    if not isinstance(modules, list):
+        return []
+    copied = []
+    for name in SENTENCE_TRANSFORMER_FILES:
+        if (source / name).is_file():
+            shutil.copy2(source / name, folder / name)
+            copied.append(name)
+    for module in modules:
+        path = module.get("path") if isinstance(module, dict) else None
+        if not path or Path(path).is_absolute() or ".." in Path(path).parts or not (source / path).is_dir():
+            continue  # "" is the transformer itself: the folder being written
+        shutil.copytree(source / path, folder / path, dirs_exist_ok=True)
+        copied.append(f"{path}/")
+    return copied
 
 
 TASK_CLASSES = {"sequence_classification": "AutoModelForSequenceClassification",

@@ -74,3 +74,43 @@ def test_a_checkpoint_the_objective_cannot_continue_is_refused_before_any_work(d
                                            rf"continues {named} models"):
             pretrain(debug_cfg(objective, out, f"init.from={start}"), show_progress=False)
         assert not out.exists()
+
+
+def test_a_sentence_transformers_start_keeps_its_pooling_files(debug_cfg, tmp_path, capsys, squash):
+    """Adapting a sentence-embedding model (as all-MiniLM-L6-v2) by continued pre-training: final/ keeps its
+    modules.json and pooling folder, so SentenceTransformer loads it and pools as before (mean pooling, normalised)."""
+    import json
+
+    import pytest
+
+    sentence_transformers = pytest.importorskip("sentence_transformers")
+    tokenizer = train_tokenizer_for(debug_cfg("mlm", tmp_path / "tok"), show_progress=False)
+    start = tmp_path / "st-model"
+    _encoder_checkpoint(start, tokenizer)
+    modules = [{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+               {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+               {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"},
+               {"idx": 3, "name": "3", "path": "../outside", "type": "sentence_transformers.models.Dense"}]
+    (start / "modules.json").write_text(json.dumps(modules))
+    (start / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": 32, "do_lower_case": False}))
+    (start / "1_Pooling").mkdir()
+    (start / "1_Pooling" / "config.json").write_text(json.dumps({"word_embedding_dimension": 32,
+                                                                  "pooling_mode_mean_tokens": True}))
+    capsys.readouterr()
+    pretrain(debug_cfg("mlm", tmp_path / "run", "train.max_steps=1", f"init.from={start}"), show_progress=False)
+    assert squash("final/ keeps") in squash(capsys.readouterr().err)
+    final = tmp_path / "run" / "final"
+    assert (final / "1_Pooling" / "config.json").is_file() and not (tmp_path / "run" / "outside").exists()
+    (final / "modules.json").write_text(json.dumps(modules[:3]))  # the test's stray module aside, it loads
+    model = sentence_transformers.SentenceTransformer(str(final), device="cpu")
+    vectors = model.encode(["a short text", "another one"], convert_to_tensor=True)
+    assert vectors.shape == (2, 32)
+    torch.testing.assert_close(vectors.norm(dim=1), torch.ones(2))  # normalised, as the starting model was
+
+
+def test_a_plain_start_gets_no_sentence_transformers_files(debug_cfg, tmp_path):
+    tokenizer = train_tokenizer_for(debug_cfg("mlm", tmp_path / "tok"), show_progress=False)
+    start = tmp_path / "encoder"
+    _encoder_checkpoint(start, tokenizer)
+    pretrain(debug_cfg("mlm", tmp_path / "run", "train.max_steps=1", f"init.from={start}"), show_progress=False)
+    assert not (tmp_path / "run" / "final" / "modules.json").exists()
