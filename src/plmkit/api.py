@@ -36,7 +36,7 @@ from plmkit.tokenization import check_compatibility, load_tokenizer, train_token
 from plmkit.tokenization.compat import check_block_size, max_positions, position_limit
 from plmkit.tokenization.special import special_token_order, trained_special_tokens
 from plmkit.training import fit
-from plmkit.training.logging import stderr
+from plmkit.training.logging import first_process, stderr
 from plmkit.training.loop import build_accelerator, interrupted_after
 
 RUN_ARTIFACTS = ("metrics.jsonl", "checkpoints", "final")
@@ -247,7 +247,8 @@ def pretrain(cfg: RunConfig, *, resume: bool = False, overwrite: bool = False,
         eval_blocks = Subset(blocks["validation"], range(min(len(blocks["validation"]), cfg.train.eval_blocks)))
     else:
         eval_blocks = []
-        stderr.print("data.validation_fraction is 0: every document is trained on, and nothing is evaluated")
+        if accelerator.is_main_process:
+            stderr.print("data.validation_fraction is 0: every document is trained on, and nothing is evaluated")
     result = fit(cfg, model, objective, blocks["train"], eval_blocks, run_dir, resume=resume,
                  accelerator=accelerator, show_progress=show_progress,
                  resume_command=resume_command("pretrain", run_dir))
@@ -297,7 +298,7 @@ def check_pretrain_config(cfg: RunConfig, kind: str) -> None:
     if cfg.init.from_:  # the model, its kind and its positions come from init.from (checked once it loads)
         _check_init_kind(cfg.init.from_, kind, cfg.objective.name)
         unused = _unused_with_init_from(cfg)
-        if unused and os.environ.get("RANK", "0") == "0":
+        if unused and first_process():
             stderr.print(f"[yellow]warning: init.from is set, so the model and its tokenizer are those of "
                          f"{cfg.init.from_}, and these settings are not used: {', '.join(unused)}")
         return
@@ -368,20 +369,44 @@ def _open_run(cfg: RunConfig, *, resume: bool, overwrite: bool):
     A resumed run is first checked against the config.yaml it started with (nothing is written if it differs)."""
     run_dir = Path(cfg.run.output_dir)
     accelerator = build_accelerator(cfg, run_dir)  # one Accelerator for the whole run
-    if accelerator.is_main_process:
+    main = accelerator.is_main_process
+    # Every process checks (the checks only read), so that a refusal stops each with its message; then the main
+    # process alone writes.
+    _claim_run_dir(run_dir, resume=resume, overwrite=overwrite, write=False)
+    if resume:
+        _check_resumed_config(cfg, run_dir, say=main)
+        _check_resumed_world(run_dir, accelerator.num_processes, "finetune" if cfg.task is not None else "pretrain")
+    accelerator.wait_for_everyone()
+    if main:
         _claim_run_dir(run_dir, resume=resume, overwrite=overwrite)
-        if resume:
-            _check_resumed_config(cfg, run_dir)
         save_config(cfg, run_dir / "config.yaml")
     accelerator.wait_for_everyone()
     set_seed(cfg.run.seed)
     return run_dir, accelerator
 
 
+def _check_resumed_world(run_dir: Path, world: int, command: str) -> None:
+    """Refuse to resume checkpoints written by another number of processes: the data order and the global batch
+    depend on it, and each process restores its own random state (random_states_<rank>.pkl)."""
+    from plmkit.training import checkpoint
+
+    found = checkpoint.latest(run_dir)
+    saved = len(list(found.glob("random_states_*.pkl"))) if found is not None else 0
+    if saved and saved != world:
+        launch = (f"torchrun --nproc_per_node {saved} -m plmkit {command}" if saved > 1 else f"plm {command}")
+        raise ConfigError(f"--resume: {found} was written by {saved} process{'es' * (saved > 1)} and this run has "
+                          f"{world}; the data order, the global batch and the random states depend on it, so resume "
+                          f"with {saved} ({launch} {run_dir / 'config.yaml'} --resume, or the same accelerate "
+                          "launch as before) or start a new run")
+
+
 def resume_command(command: str, run_dir: Path, flags: str = "") -> str:
     """The command that continues a run. A relative run.output_dir means the config's relative paths (data, model,
-    the run folder itself) are read from the folder plm runs in: the command says which."""
-    line = f"plm {command} {run_dir / 'config.yaml'} --resume{flags}"
+    the run folder itself) are read from the folder plm runs in: the command says which. A run of several processes
+    continues with as many (torchrun's form of the launch)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    launch = f"torchrun --nproc_per_node {world} -m plmkit" if world > 1 else "plm"
+    line = f"{launch} {command} {run_dir / 'config.yaml'} --resume{flags}"
     return line if run_dir.is_absolute() else f"cd {shlex.quote(str(Path.cwd()))} && {line}"
 
 
@@ -395,9 +420,10 @@ def _flat(tree: dict, prefix: str = "") -> dict:
     return out
 
 
-def _check_resumed_config(cfg: RunConfig, run_dir: Path) -> None:
-    """Refuse to resume a run that has checkpoints with a config that changes a RESUME_FIXED setting; print the
-    settings that did change (max_steps, lr, ...). Settings the saved config lacks (from an older plmkit) pass."""
+def _check_resumed_config(cfg: RunConfig, run_dir: Path, say: bool = True) -> None:
+    """Refuse to resume a run that has checkpoints with a config that changes a RESUME_FIXED setting; print (with
+    `say`) the settings that did change (max_steps, lr, ...). Settings the saved config lacks (from an older
+    plmkit) pass."""
     from plmkit.config import read_yaml, to_dict
     from plmkit.training import checkpoint
 
@@ -414,7 +440,7 @@ def _check_resumed_config(cfg: RunConfig, run_dir: Path) -> None:
         raise ConfigError(f"--resume: {run_dir} cannot go on with other {', '.join(fixed)} ({listed}); resume with "
                           f"the run's own config (plm {command} {saved_path} --resume, with --set for "
                           "train.max_steps and the like) or start a new run (--overwrite or another run.output_dir)")
-    if changed:
+    if changed and say:
         stderr.print("resuming with changed settings: "
                      + ", ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in changed.items()))
 
@@ -426,13 +452,18 @@ def held_artifacts(run_dir: Path) -> list[str]:
             and not (name == "metrics.jsonl" and (run_dir / name).stat().st_size == 0)]
 
 
-def _claim_run_dir(run_dir: Path, *, resume: bool, overwrite: bool) -> None:
+def _claim_run_dir(run_dir: Path, *, resume: bool, overwrite: bool, write: bool = True) -> None:
+    """Refuse a folder that holds a run unless resumed or overwritten; with `write`, clear it for --overwrite and
+    create it."""
     existing = held_artifacts(run_dir)
     if existing and not (resume or overwrite):
         raise PlmError(f"{run_dir} already holds a run ({', '.join(existing)}); pass --resume to continue it, "
                        "--overwrite to start again, or set run.output_dir to another folder")
     if overwrite and not resume:
         _refuse_foreign_tokenizer(run_dir / "tokenizer", "--overwrite would delete it")
+    if not write:
+        return
+    if overwrite and not resume:
         for path in (run_dir / name for name in WRITTEN):
             if path.is_dir():
                 shutil.rmtree(path)
@@ -536,7 +567,8 @@ def finetune(cfg: RunConfig, *, scratch: bool = False, resume: bool = False, ove
     task = build_task(cfg.task, tokenizer, cfg.run.seed)
     if cfg.train.lr is None:
         cfg.train.lr = task.default_lr
-        stderr.print(f"train.lr: {cfg.train.lr:g}, the {cfg.task.name} default")
+        if accelerator.is_main_process:
+            stderr.print(f"train.lr: {cfg.train.lr:g}, the {cfg.task.name} default")
     train_raw, valid_raw, valid_source = draw_examples(cfg, task, train_limit)
     if not cfg.task.validation:
         stderr.print(f"[yellow]no task.validation: holding out {len(valid_raw)} training examples for validation")

@@ -49,11 +49,23 @@ ValidationOpt = Annotated[str | None, typer.Option(help="Validation file, or hf:
 
 
 def emit(result: dict) -> None:
-    """The command's result: one JSON object on one stdout line (from the main process only under torchrun)."""
-    if os.environ.get("RANK", "0") != "0":
+    """The command's result: one JSON object on one stdout line (from the main process only under torchrun; a RANK
+    left in the environment of a single process, e.g. a node's rank, does not silence it)."""
+    from plmkit.training.logging import first_process
+
+    if not first_process():
         return
     sys.stdout.write(json.dumps(result, default=str) + "\n")
     sys.stdout.flush()
+
+
+def _one_process(command: str, why: str) -> None:
+    """Refuse `command` under a multi-process launcher (torchrun, accelerate launch), where every process would do
+    the same work and write the same files, or (compare) a second run would find the process group closed."""
+    from plmkit.errors import PlmError
+
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise PlmError(f"plm {command} {why}; run it without torchrun or accelerate launch")
 
 
 def _version(asked: bool) -> None:
@@ -96,6 +108,8 @@ def quickstart(
 ) -> None:
     """Train a tokenizer and a small BERT on text every Python install has, offline, in a few minutes on a CPU."""
     from plmkit.quickstart import run_quickstart
+
+    _one_process("quickstart", "trains its models one after another in one process")
 
     emit(run_quickstart(out, data=data, max_steps=max_steps, finetune=finetune, show_progress=_progress(quiet)))
 
@@ -255,6 +269,8 @@ def compare(
     """Fine-tune from the pre-trained model and from scratch at several labeled-set sizes: transfer gain."""
     from plmkit.compare import compare as run_compare
 
+    _one_process("compare", "runs its fine-tuning runs one after another in one process")
+
     cfg = finetune_config(config, set_, model=model, task=task, train=train, validation=validation,
                           epochs=epochs)
     emit(run_compare(cfg, sizes=_numbers(sizes, "--sizes"), min_steps=min_steps, out=out, overwrite=overwrite,
@@ -279,6 +295,8 @@ def evaluate(model_dir: Annotated[Path, typer.Argument(help="A fine-tuned model 
     """Score a fine-tuned model on a labeled file; metrics go to RUN/eval/ and stdout (one JSON line)."""
     from plmkit import api
 
+    _one_process("evaluate", "scores in one process (every process would score all of it and write the same files)")
+
     result = api.evaluate(model_dir, task, data, overrides=set_, show_progress=_progress(quiet))
     emit({k: v for k, v in result.items() if k not in ("confusion_matrix", "confusion_labels")})
 
@@ -293,6 +311,9 @@ def predict(model_dir: Annotated[Path, typer.Argument(help="A fine-tuned model f
             set_: SetOpt = None, quiet: QuietOpt = False) -> None:
     """Predict labels for every example of a file, one JSON object per line."""
     from plmkit import api
+
+    _one_process("predict", "predicts in one process (every process would predict all of it and write the same "
+                            "file)")
 
     emit(api.predict(model_dir, task, data, output, overrides=set_, show_progress=_progress(quiet)))
 
@@ -500,7 +521,10 @@ def main() -> None:
     try:
         app()  # usage errors are reported by typer itself (exit status 2)
     except Interrupted as e:
-        typer.echo(str(e), err=True)
+        from plmkit.training.logging import first_process
+
+        if first_process():  # every process stops alike; one says so
+            typer.echo(str(e), err=True)
         sys.exit(e.exit_code)
     except PlmError as e:
         if os.environ.get("PLMKIT_DEBUG"):

@@ -8,7 +8,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
-import os
 import shutil
 import warnings
 from collections.abc import Callable, Iterable
@@ -113,7 +112,9 @@ def load_pretrained_model(name_or_path: str, kind: str) -> PreTrainedModel:
                                  f"{str(e).splitlines()[0]}") from None
     prefix = f"{model.base_model_prefix}."
     new = sorted(k for k in info["missing_keys"] if not k.startswith(prefix))  # outside the body: the LM head
-    if new and os.environ.get("RANK", "0") == "0":
+    from plmkit.training.logging import first_process
+
+    if new and first_process():
         Console(stderr=True).print(
             f"init.from: {name_or_path} has no weights for the {type(model).__name__} head ({len(new)} tensors, "
             f"e.g. {new[0]}): it was saved without it (a sentence-embedding or base model), so the head starts "

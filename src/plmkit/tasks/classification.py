@@ -60,12 +60,13 @@ def _encode_texts(tokenizer, examples, max_length: int) -> list[dict]:
 def _warn_lookalikes(labels: list[str], source: str) -> None:
     """Warn about labels that differ only in width, case or surrounding spaces (`1` and the full-width `１`): each is
     a class of its own, which a file that means one class by them does not want."""
-    import os
     import unicodedata
 
     from rich.console import Console
 
-    if os.environ.get("RANK", "0") != "0":  # one process says it
+    from plmkit.training.logging import first_process
+
+    if not first_process():  # one process says it
         return
     groups: dict[str, list[str]] = {}
     for label in labels:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 
 from rich.console import Console
@@ -18,6 +19,12 @@ from rich.progress import (
 )
 
 stderr = Console(stderr=True)
+
+
+def first_process() -> bool:
+    """True unless this is a process other than the first of a multi-process launch (torchrun, accelerate launch):
+    what says a warning once. A RANK left in the environment of a single process (a node's rank) does not count."""
+    return int(os.environ.get("WORLD_SIZE", "1")) <= 1 or os.environ.get("RANK", "0") == "0"
 
 
 class MetricsLog:

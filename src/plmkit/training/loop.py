@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import ProjectConfiguration, gather_object
+from accelerate.utils import DistributedType, ProjectConfiguration, gather_object
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from plmkit import flops
@@ -184,9 +184,33 @@ def build_accelerator(cfg: RunConfig, run_dir: Path) -> Accelerator:
             stderr.print("[yellow]log.to has tensorboard but it is not installed; pip install tensorboard")
     # Without a GPU, accelerate sets up multi-process (gloo) training only when told to use the CPU.
     cpu = not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1
-    return Accelerator(cpu=cpu, mixed_precision=PRECISIONS[resolve_precision(cfg.train.precision)],
-                       log_with=trackers or None,
-                       project_config=ProjectConfiguration(project_dir=str(run_dir), logging_dir=str(run_dir)))
+    mixed = PRECISIONS[resolve_precision(cfg.train.precision)]
+    acc = Accelerator(cpu=cpu, mixed_precision=mixed, log_with=trackers or None,
+                      project_config=ProjectConfiguration(project_dir=str(run_dir), logging_dir=str(run_dir)))
+    if acc.is_main_process:
+        for name, flag, kind in (("FSDP", "ACCELERATE_USE_FSDP", DistributedType.FSDP),
+                                 ("DeepSpeed", "ACCELERATE_USE_DEEPSPEED", DistributedType.DEEPSPEED)):
+            if os.environ.get(flag, "").lower() in ("1", "true") and acc.distributed_type != kind:
+                stderr.print(f"[yellow]warning: the launch asked for {name}, but accelerate runs "
+                             f"{acc.distributed_type.value} here ({name} needs CUDA devices): every process holds "
+                             "the whole model, as with DDP")
+        launched = os.environ.get("ACCELERATE_MIXED_PRECISION")
+        if launched not in (None, "", "no", mixed):  # "no" is the launcher's default, not a request
+            stderr.print(f"[yellow]warning: the launch asked for mixed precision {launched}, but train.precision "
+                         f"({cfg.train.precision}) decides: {mixed}; set train.precision to change it")
+    return acc
+
+
+def forward_layer_classes(module: torch.nn.Module) -> None:
+    """Give an objective's wrapper the transformer layer classes of the models inside it (`_no_split_modules`):
+    FSDP's transformer-layer wrap policy reads them from the module it prepares, and without them it would shard
+    the whole model as one unit instead of layer by layer."""
+    if getattr(module, "_no_split_modules", None):
+        return
+    names = [name for m in module.modules() if m is not module
+             for name in (getattr(m, "_no_split_modules", None) or [])]
+    if names:
+        module._no_split_modules = list(dict.fromkeys(names))
 
 
 def fit(cfg: RunConfig, model: torch.nn.Module, objective: Objective, train_set: Dataset, eval_set: Dataset,
@@ -242,6 +266,7 @@ def fit(cfg: RunConfig, model: torch.nn.Module, objective: Objective, train_set:
     flops_per_token = flops.module_flops_per_token(model, seq_len, head_fraction=flops.head_fraction(objective))
     peak, peak_source = flops.peak_flops(acc.device, precision)
     model = objective.wrap(model)  # e.g. masked LM: the LM head runs only at predicted positions
+    forward_layer_classes(model)
     if hasattr(model, "extra_flops_per_token"):  # a module that trains more than `model` (ELECTRA's generator)
         flops_per_token += model.extra_flops_per_token(seq_len)
     if tc.compile:  # in place: parameter names, and so checkpoints, stay those of the eager module
@@ -256,7 +281,8 @@ def fit(cfg: RunConfig, model: torch.nn.Module, objective: Objective, train_set:
     if found is not None:
         found, state = found
         scheduler.load_state_dict(state.pop("scheduler"))
-        stderr.print(f"resuming from {found} (step {state['step']})")
+        if acc.is_main_process:
+            stderr.print(f"resuming from {found} (step {state['step']})")
         if state["step"] >= max_steps:
             stderr.print(f"{found} has reached the run's {max_steps} steps: nothing to train (raise train.max_steps "
                          "or train.epochs to train on)")
@@ -302,7 +328,7 @@ def fit(cfg: RunConfig, model: torch.nn.Module, objective: Objective, train_set:
                                 "special or unknown; check that the tokenizer fits the text (data_report.json: "
                                 "train_unknown_tokens) or evaluate on more blocks (train.eval_blocks)")
         loss = (total[0] / total[1].clamp(min=1)).item()
-        scores = {"eval_loss": loss, **{f"eval_{k}": v for k, v in extra.means().items()}}
+        scores = {"eval_loss": loss, **{f"eval_{k}": v for k, v in extra.means(world).items()}}
         if task_metrics is not None:
             if world > 1:
                 outputs = {k: gather_object(v) for k, v in outputs.items()}
@@ -340,6 +366,9 @@ def fit(cfg: RunConfig, model: torch.nn.Module, objective: Objective, train_set:
         fused = "fused" if getattr(optimizer, "optimizer", optimizer).defaults.get("fused") else "unfused"
         stderr.print(f"precision {precision}, {attention} attention, {fused} AdamW"
                      + "".join(f", {k}" for k in kernels) + (", torch.compile" if tc.compile else ""))
+        if world > 1:
+            stderr.print(f"{world} processes ({acc.distributed_type.value}); global batch {tc.batch_size} x "
+                         f"{tc.grad_accum} x {world} = {tc.batch_size * tc.grad_accum * world} examples per step")
     started, window_start, window_tokens, window_metrics = time.time(), time.time(), 0, MeanMetrics()
     def save_checkpoint() -> Path:
         return checkpoint.save(acc, run_dir, state["step"], {**state, "scheduler": scheduler.state_dict()},
@@ -407,7 +436,7 @@ def fit(cfg: RunConfig, model: torch.nn.Module, objective: Objective, train_set:
                        "grad_norm": round(float(grad_norm), 6), "tokens_seen": state["tokens_seen"],
                        "tokens_per_s": round(window_tokens / max(now - window_start, 1e-9), 1)}
                 row.update(flops.utilisation(row["tokens_per_s"], flops_per_token, peak * world))
-                row.update(window_metrics.means())  # this process's micro-batches since the last row
+                row.update(window_metrics.means(world))  # every process's micro-batches since the last row
                 if row["mfu"] > 1 and not mfus_above_one and "probe" in peak_source and acc.is_main_process:
                     stderr.print(f"[yellow]MFU {row['mfu']:.0%} at step {step}: above 100%, so the matmul probe that "
                                  f"measured the peak ({peak / 1e12:.3g} TFLOP/s) ran while the device was busier than "
@@ -537,8 +566,18 @@ class MeanMetrics:
                 self.sums[key] = self.sums[key] + value if key in self.sums else value
             self.count += 1
 
-    def means(self) -> dict[str, float]:
-        return {key: round(float(value) / self.count, 6) for key, value in self.sums.items()}
+    def means(self, world: int = 1) -> dict[str, float]:
+        """The means over this process's batches; with `world` > 1 over every process's (a collective call: every
+        process makes it)."""
+        parts = [({k: float(v) for k, v in self.sums.items()}, self.count)]
+        if world > 1:
+            parts = gather_object(parts)
+        sums: dict[str, float] = {}
+        for part, _ in parts:
+            for key, value in part.items():
+                sums[key] = sums.get(key, 0.0) + value
+        count = sum(n for _, n in parts)
+        return {key: round(value / count, 6) for key, value in sums.items()} if count else {}
 
 
 def _metric_key(name: str | None) -> str | None:
