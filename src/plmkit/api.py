@@ -486,6 +486,7 @@ def export_final(model, tokenizer, run_dir: Path, model_card: str, state_dict: d
     final, tmp = run_dir / "final", run_dir / ".final.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp, state_dict=state_dict)  # safetensors
+    _readable_as_umask_allows(tmp)  # safetensors writes its files 0600: others on a shared file system could not read
     tokenizer.model_max_length = max_positions(model.config)
     tokenizer.save_pretrained(tmp)
     (tmp / "README.md").write_text(model_card, encoding="utf-8")
@@ -495,6 +496,15 @@ def export_final(model, tokenizer, run_dir: Path, model_card: str, state_dict: d
         shutil.rmtree(final)
     os.replace(tmp, final)
     return final
+
+
+def _readable_as_umask_allows(folder: Path) -> None:
+    """Give the files in `folder` the permissions the process's umask gives new files (0644 under the usual 022)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    for path in folder.iterdir():
+        if path.is_file():
+            path.chmod(0o666 & ~mask)
 
 
 def render_model_card(cfg: RunConfig, report: dict, metrics: dict, kind: str, vocab_size: int | None = None) -> str:
@@ -561,6 +571,10 @@ def finetune(cfg: RunConfig, *, scratch: bool = False, resume: bool = False, ove
     from plmkit.tasks.base import check_unknown_tokens, draw_examples
 
     check_finetune_config(cfg)
+    unused = _unused_with_init_from(cfg)
+    if unused and resumable and first_process():  # once, not for each run of compare or tune
+        stderr.print(f"[yellow]warning: fine-tuning takes the model and its tokenizer as {cfg.init.from_} has them "
+                     f"(with --scratch, its architecture), so these settings are not used: {', '.join(unused)}")
     # before the run folder: a model path that is wrong leaves nothing behind
     tokenizer = load_tokenizer(cfg.tokenizer.pretrained or cfg.init.from_, source=tokenizer_source(cfg))
     run_dir, accelerator = _open_run(cfg, resume=resume, overwrite=overwrite)
@@ -570,7 +584,7 @@ def finetune(cfg: RunConfig, *, scratch: bool = False, resume: bool = False, ove
         if accelerator.is_main_process:
             stderr.print(f"train.lr: {cfg.train.lr:g}, the {cfg.task.name} default")
     train_raw, valid_raw, valid_source = draw_examples(cfg, task, train_limit)
-    if not cfg.task.validation:
+    if not cfg.task.validation and accelerator.is_main_process:
         stderr.print(f"[yellow]no task.validation: holding out {len(valid_raw)} training examples for validation")
     _warn_overlap(train_raw, valid_raw, cfg.task.train, valid_source)
     if cfg.eval.select_best_by is None:
@@ -693,8 +707,17 @@ def render_finetune_card(cfg: RunConfig, metrics: dict, scratch: bool, threshold
     spans)."""
     task = {"classification": "text-classification", "multilabel": "text-classification",
             "ner": "token-classification"}[cfg.task.name]
-    rows = "\n".join(f"| {k} | {v:.4f} |" if isinstance(v, float) else f"| {k} | {v} |"
-                     for k, v in metrics.items())
+    def row(key: str, value) -> str:
+        return f"| {key} | {value:.4f} |" if isinstance(value, float) else f"| {key} | {value} |"
+
+    if metrics.get("best_step") is not None:  # final/ holds the best checkpoint: its scores head the table
+        first = [row("step of final/ (the best on validation)", metrics["best_step"])]
+        first += [row(f"{k.removeprefix('best_')} (final/)", v) for k, v in metrics.items() if k.startswith("best_eval_")]
+        rest = [row(f"{k} (last step)" if k.startswith("eval_") else k, v) for k, v in metrics.items()
+                if not k.startswith("best_")]
+        rows = "\n".join(first + rest)
+    else:
+        rows = "\n".join(row(k, v) for k, v in metrics.items())
     start = "random weights (from scratch)" if scratch else cfg.init.from_
     how = (f" with LoRA adapters (rank {cfg.adapter.r}, alpha {cfg.adapter.alpha}, on "
            f"{', '.join(cfg.adapter.target_modules)}), merged into the weights: no peft needed to load it"

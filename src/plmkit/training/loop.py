@@ -449,9 +449,10 @@ def fit(cfg: RunConfig, model: torch.nn.Module, objective: Objective, train_set:
                         progress.console.print(f"step {step:>6}  loss {loss:.4f}  {_scores_text(row)}")
                     if best_key is not None:
                         stop_early = _track_best(acc, model, row, best_key, state, run_dir, cfg.eval.patience)
-                        if stop_early and acc.is_main_process:
+                        if stop_early and not last and acc.is_main_process:  # at the last step nothing stops
+                            evaluations = "evaluation" if cfg.eval.patience == 1 else "evaluations"
                             progress.console.print(f"early stopping: {best_key} has not improved for "
-                                                   f"{cfg.eval.patience} evaluations (best at step "
+                                                   f"{cfg.eval.patience} {evaluations} (best at step "
                                                    f"{state['best_step']})")
                 log.write(row)
                 if acc.log_with:

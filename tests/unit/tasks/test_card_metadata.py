@@ -48,3 +48,12 @@ def test_a_base_card_without_front_matter_or_with_bad_yaml_adds_nothing(tmp_path
         cfg = finetune_config(None, None, model=str(folder), task="classification", train="t.tsv", out="runs/x")
         front = _front(render_finetune_card(cfg, {}, scratch=False))
         assert "license" not in front and front["library_name"] == "transformers"
+
+
+def test_the_card_heads_its_table_with_the_scores_of_the_weights_it_holds():
+    cfg = finetune_config(None, None, model="m", task="classification", train="t.tsv", out="runs/x")
+    metrics = {"steps": 38, "eval_accuracy": 0.6585, "best_step": 26, "best_eval_accuracy": 0.7073}
+    card = render_finetune_card(cfg, metrics, scratch=False)
+    table = [line for line in card.splitlines() if line.startswith("| ") and line != "| | |"]
+    assert table[:2] == ["| step of final/ (the best on validation) | 26 |", "| eval_accuracy (final/) | 0.7073 |"]
+    assert "| eval_accuracy (last step) | 0.6585 |" in table and "| steps | 38 |" in table

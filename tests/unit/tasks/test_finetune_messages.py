@@ -1,0 +1,26 @@
+"""What a fine-tuning run says and leaves: model.* settings that the starting model overrides are named, early
+stopping is not announced at the last step, and final/'s files are readable as the umask allows (safetensors
+writes 0600)."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+from plmkit import api
+
+
+def test_unused_model_settings_are_named_and_final_is_readable(task_files, finetune_cfg, tmp_path, capsys, squash):
+    train, dev = task_files("classification", tmp_path / "data", n_train=32, n_dev=8)
+    cfg = finetune_cfg("classification", train, dev, tmp_path / "run", "train.epochs=2", "model.dropout=0.0",
+                       "eval.patience=1")
+    old = os.umask(0o022)
+    try:
+        api.finetune(cfg, show_progress=True)
+    finally:
+        os.umask(old)
+    err = squash(capsys.readouterr().err)
+    assert squash("so these settings are not used: model.dropout 0.0") in err
+    assert squash("early stopping") not in err  # patience 1 met at the last evaluation stops nothing
+    weights = tmp_path / "run" / "final" / "model.safetensors"
+    assert stat.S_IMODE(weights.stat().st_mode) == 0o644
