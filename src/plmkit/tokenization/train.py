@@ -5,7 +5,10 @@ Try it:  plm tokenizer train configs/pretrain/mlm-bert-small.yaml
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import os
+import sys
 from collections.abc import Iterable, Sized
 from pathlib import Path
 
@@ -72,7 +75,8 @@ def train_tokenizer(texts: Iterable[str], cfg: TokenizerConfig, arch: str, out_d
     if length is not None and cfg.train.max_docs is not None:
         length = min(length, cfg.train.max_docs)
     try:
-        tokenizer.train_from_iterator(itertools.chain([first], docs), trainer, length=length)
+        with _stdout_to_stderr():  # the trainer's progress bar (Rust) writes to file descriptor 1 itself
+            tokenizer.train_from_iterator(itertools.chain([first], docs), trainer, length=length)
     except Exception as e:  # the trainers raise a bare Exception
         if "not large enough to contain all chars" not in str(e):
             raise
@@ -94,6 +98,25 @@ def train_tokenizer(texts: Iterable[str], cfg: TokenizerConfig, arch: str, out_d
     )
     wrapped.save_pretrained(str(out_dir))
     return wrapped
+
+
+@contextlib.contextmanager
+def _stdout_to_stderr():
+    """Send what is written to file descriptor 1 to descriptor 2 meanwhile: stdout carries a command's one JSON
+    line, and the `tokenizers` trainer's progress bar writes its line breaks to descriptor 1, past sys.stdout."""
+    sys.stdout.flush()
+    try:
+        saved = os.dup(1)
+    except OSError:  # no descriptor 1 (a closed stdout): nothing to keep clean
+        yield
+        return
+    try:
+        os.dup2(2, 1)
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 def _build(cfg: TokenizerConfig, specials: dict[str, str], tokens: list[str],

@@ -191,3 +191,10 @@ def test_a_tokenizer_for_nfkc_text_normalises_raw_text_the_same_way(tmp_path, al
     plain = train_tokenizer(docs, _cfg(algorithm, vocab_size=VOCAB[algorithm] + 100), "bert", tmp_path / "plain",
                             show_progress=False)
     assert plain(raw[0])["input_ids"] != plain(docs[0])["input_ids"]  # without it, raw text meets other tokens
+
+
+def test_the_trainers_progress_bar_keeps_off_stdout(tiny_docs, tmp_path, capfd):
+    """stdout carries a command's one JSON line; the Rust progress bar writes to file descriptor 1 by itself."""
+    train_tokenizer(tiny_docs, _cfg(), "bert", tmp_path, show_progress=True)
+    print("after")  # stdout works again afterwards
+    assert capfd.readouterr().out == "after\n"
