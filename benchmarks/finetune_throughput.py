@@ -194,4 +194,9 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    from plmkit.errors import PlmError
+
+    try:
+        main()
+    except (PlmError, FileNotFoundError) as e:  # bad data, config or paths: one line, no traceback
+        sys.exit(f"error: {e}")

@@ -41,9 +41,9 @@ python3 -c "from pathlib import Path; from plmkit.quickstart import write_stdlib
 
 COMMON=(--set "data.paths=[$WORK/stdlib.txt]" --set data.doc_split=blank_line --set "data.cache_dir=$WORK/cache"
         --set train.max_steps="$STEPS" --set train.log_every="$LOG_EVERY" --set train.eval_every=0
-        --set eval.at_start=false --set train.eval_blocks=8 --set train.save_every=1000000 --set train.precision=bf16
-        --set "log.to=[jsonl]" --overwrite)
-if [ "$REHEARSAL" = 1 ]; then
+        --set eval.at_start=false --set train.eval_blocks=8 --set train.save_every=1000000
+        --set train.precision="$([ "$REHEARSAL" = 1 ] && echo auto || echo bf16)" --set "log.to=[jsonl]" --overwrite)
+if [ "$REHEARSAL" = 1 ]; then  # auto precision: bf16 only where this CPU computes it fast
   COMMON+=(--set model.num_layers=2 --set model.hidden_size=128 --set model.num_heads=2 --set data.block_size=128
            --set model.vocab_size=null --set tokenizer.train.vocab_size=2000 --set train.grad_accum=1
            --set train.batch_size=4)
@@ -55,6 +55,7 @@ run_model() {  # name config batch -> $OUT/<name>.{out,err}, $WORK/<name>/metric
   [ "$compile" = 1 ] && args+=(--set train.compile=true)
   # shellcheck disable=SC2206
   [ -n "${EXTRA:-}" ] && args+=($EXTRA)  # last, so that EXTRA's --set overrides win (train.batch_size too)
+  [ "$REHEARSAL" = 1 ] && args+=(--set train.batch_size=4 --set train.grad_accum=1)  # a rehearsal stays tiny
   python3 -m plmkit pretrain "$config" "${COMMON[@]}" "${args[@]}" --set "run.output_dir=$WORK/$name" \
     > "$OUT/$name.out" 2> "$OUT/$name.err"
 }

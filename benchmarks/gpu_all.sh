@@ -23,6 +23,11 @@ BERT_STEPS=${BERT_STEPS:-$([ "$REHEARSAL" = 1 ] && echo 8 || echo 50)}
 PROFILE_FROM=$([ "$REHEARSAL" = 1 ] && echo 4 || echo 25)
 export PYTHONPATH=src PYTHONUNBUFFERED=1
 source benchmarks/gpu_wheels.sh  # the attention check imports plmkit, and so omegaconf, before gpu.sh runs
+if [ "$REHEARSAL" != 1 ] && ! python3 -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)"; then
+  echo "gpu_all.sh: no CUDA device (torch.cuda.is_available() is false); CPU_REHEARSAL=1 runs a tiny CPU smoke run" >&2
+  exit 3
+fi
+failed=0
 
 mkdir -p "$W/attention"
 for shapes in ${ATTENTION-bert gpt2}; do  # BERT-base's attention (dropout 0.1), GPT-2 124M's (causal, no dropout)
@@ -60,12 +65,16 @@ for variant in "${variants[@]}"; do
   cp -r "$W/work/$model/profile" "$W/$name/" 2>/dev/null
   cp "$W/work/$model/metrics.jsonl" "$W/$name/metrics.jsonl" 2>/dev/null
   line=$(grep '^{' "$W/$name/gpu.out" | tail -1)
-  python3 - "$name" "$rc" "$extra" "$line" <<'PY'
+  [ -z "$line" ] && failed=1
+  why=$(tail -3 "$W/$name/gpu.err" "$W/work/$model.err" 2>/dev/null | grep -v '^$' | grep -v '^==>' | tail -2)
+  python3 - "$name" "$rc" "$extra" "$line" "$why" <<'PY'
 import json, sys
-name, rc, extra, line = sys.argv[1:]
-res = json.loads(line) if line else {"error": "no result: the run failed or ran out of its time limit"}
+name, rc, extra, line, why = sys.argv[1:]
+stopped = "ran out of its time limit" if rc in ("124", "137") else f"failed (exit status {rc})"
+res = json.loads(line) if line else {"error": f"no result: the run {stopped}", "stderr_tail": why}
 print(json.dumps({"variant": name, "limit_rc": int(rc), "extra": extra.strip(), **res}))
 PY
   tar czf "$OUT/$name.tgz" -C "$W" "$name"
 done
 rm -rf "$W"
+exit $failed  # 1 when a variant gave no result (its line above says why)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 
 import torch
@@ -132,12 +133,21 @@ def agreement(device: str, dtype: torch.dtype, shape: tuple[int, int, int, int],
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--device", default="cuda", help="cuda (default), or cpu for a smoke run of the script")
     parser.add_argument("--shape", default="32,12,512,64", help="batch, heads, sequence, head size (BERT-base, 512)")
     parser.add_argument("--dropout", type=float, default=0.1, help="the attention dropout of the cases with one")
     parser.add_argument("--causal", action="store_true", help="causal attention (GPT-2: --shape 16,12,1024,64)")
     args = parser.parse_args()
-    shape = tuple(int(x) for x in args.shape.split(","))
+    if args.device == "cuda" and not torch.cuda.is_available():
+        print("gpu_attention.py: no CUDA device (torch.cuda.is_available() is false); --device cpu runs a smoke run",
+              file=sys.stderr)
+        sys.exit(3)
+    try:
+        shape = tuple(int(x) for x in args.shape.split(","))
+    except ValueError:
+        parser.error(f"--shape {args.shape!r}: give four integers, batch,heads,sequence,head_size")
+    if len(shape) != 4:
+        parser.error(f"--shape {args.shape!r}: give four integers, batch,heads,sequence,head_size")
     dtype = torch.bfloat16 if args.device == "cuda" else torch.float32
 
     def one(p: float, compiled: bool, backend: str = "auto") -> dict:

@@ -4,17 +4,23 @@
 # 1. the bf16 GPU tests (pytest -m gpu); 2. throughput of the shipped small BERT and GPT-2 configs, bf16, on the
 # standard-library corpus the quickstart builds. Prints one JSON line with what it measured.
 set -uo pipefail
+cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/plm-gpu}; mkdir -p "$OUT"
 export PYTHONPATH=src HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1
-if [ -d .gpu_wheels ]; then python3 -m pip install -q --no-deps --no-index .gpu_wheels/*.whl 2>&1 | tail -1; fi
+source benchmarks/gpu_wheels.sh  # omegaconf from .gpu_wheels/ where it is missing
+if ! python3 -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)"; then
+  echo "gpu_pretrain.sh: no CUDA device (torch.cuda.is_available() is false); it measures GPU runs only" >&2
+  exit 3
+fi
+W=$(mktemp -d /tmp/plm-gpu-pretrain.XXXX)  # this run's own corpus, cache and run folders
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader > "$OUT/gpu.txt"
 python3 -c "import torch, transformers, accelerate; print(torch.__version__, transformers.__version__, accelerate.__version__)" >> "$OUT/gpu.txt"
 python3 -m pytest -q -m gpu tests/e2e/test_gpu.py -p no:cacheprovider > "$OUT/pytest_gpu.txt" 2>&1; echo "pytest rc=$?" >> "$OUT/pytest_gpu.txt"
-python3 -c "from pathlib import Path; from plmkit.quickstart import write_stdlib_corpus; print(write_stdlib_corpus(Path('/tmp/stdlib.txt')))"
-COMMON="--set data.paths=[/tmp/stdlib.txt] --set data.doc_split=blank_line --set data.cache_dir=/tmp/plm-cache --set train.eval_every=0 --set train.save_every=100000 --set train.log_every=20 -q --overwrite"
-python3 -m plmkit pretrain configs/pretrain/mlm-bert-small.yaml $COMMON --set run.output_dir=/tmp/bert --set train.max_steps=${BERT_STEPS:-400} > "$OUT/bert.json" 2> "$OUT/bert.err"
-python3 -m plmkit pretrain configs/pretrain/clm-gpt-small.yaml $COMMON --set run.output_dir=/tmp/gpt --set train.max_steps=${GPT_STEPS:-150} > "$OUT/gpt.json" 2> "$OUT/gpt.err"
-cp /tmp/bert/metrics.jsonl "$OUT/bert_metrics.jsonl" 2>/dev/null; cp /tmp/gpt/metrics.jsonl "$OUT/gpt_metrics.jsonl" 2>/dev/null
+python3 -c "from pathlib import Path; from plmkit.quickstart import write_stdlib_corpus; print(write_stdlib_corpus(Path('$W/stdlib.txt')))"
+COMMON="--set data.paths=[$W/stdlib.txt] --set data.doc_split=blank_line --set data.cache_dir=$W/cache --set train.eval_every=0 --set train.save_every=100000 --set train.log_every=20 -q --overwrite"
+python3 -m plmkit pretrain configs/pretrain/mlm-bert-small.yaml $COMMON --set run.output_dir=$W/bert --set train.max_steps=${BERT_STEPS:-400} > "$OUT/bert.json" 2> "$OUT/bert.err"
+python3 -m plmkit pretrain configs/pretrain/clm-gpt-small.yaml $COMMON --set run.output_dir=$W/gpt --set train.max_steps=${GPT_STEPS:-150} > "$OUT/gpt.json" 2> "$OUT/gpt.err"
+cp $W/bert/metrics.jsonl "$OUT/bert_metrics.jsonl" 2>/dev/null; cp $W/gpt/metrics.jsonl "$OUT/gpt_metrics.jsonl" 2>/dev/null
 python3 - "$OUT" <<'PY'
 import json, sys, statistics
 out = sys.argv[1]

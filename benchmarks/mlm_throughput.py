@@ -261,18 +261,24 @@ def log(message: str) -> None:
 
 def read_documents(data: Path | None, min_chars: int, needed_chars: int) -> tuple[list[str], str]:
     """Documents (one per line, as WikiText has them) up to `needed_chars` characters, stripped, at least `min_chars`
-    long, exact duplicates dropped: WikiText-2 train, or the quickstart's standard-library corpus when it is absent."""
-    path = data if data is not None else default_data_dir() / "wikitext2_raw" / "wiki.train.raw"
-    if path.is_dir():
-        path = path / "wiki.train.raw"
-    if path.is_file():
-        lines, source = path.read_text(encoding="utf-8").splitlines(), str(path)
-    elif data is not None:
-        sys.exit(f"error: --data {data} does not exist")
-    else:
+    long, exact duplicates dropped: WikiText-2 train (`data` None: from $PLMKIT_DATA or ../shared/data; a folder:
+    its wiki.train.raw), a file of one document per line, or with `data` "stdlib" the quickstart's
+    standard-library corpus. Missing data stops the run: a benchmark does not quietly measure another corpus."""
+    if str(data) == "stdlib":
         from plmkit.quickstart import stdlib_paragraphs
 
         lines, source = [" ".join(p.split()) for p in stdlib_paragraphs()], "python standard library docstrings"
+    else:
+        root = default_data_dir()
+        path = data if data is not None else root / "wikitext2_raw" / "wiki.train.raw"
+        if path.is_dir():
+            path = path / "wiki.train.raw"
+        if not path.is_file():
+            given = f"--data {data}" if data is not None else f"$PLMKIT_DATA or ../shared/data ({root})"
+            sys.exit(f"error: no {path} ({given}); pass --data FILE (one document per line), --data FOLDER holding "
+                     "wiki.train.raw, set PLMKIT_DATA to the shared data folder, or pass --data stdlib for the "
+                     "standard-library corpus")
+        lines, source = path.read_text(encoding="utf-8").splitlines(), str(path)
     docs, seen, total = [], set(), 0
     for line in lines:
         line = line.strip()
@@ -431,8 +437,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add_timing_options(parser, steps=60)
     add_comparison_options(parser)
     parser.add_argument("--data", type=Path, default=None,
-                        help="a text file, one document per line (default: $PLMKIT_DATA or ../shared/data "
-                             "wikitext2_raw/wiki.train.raw; the standard-library corpus when absent)")
+                        help="a text file, one document per line, a folder holding wiki.train.raw, or stdlib "
+                             "(the standard-library corpus); default: wikitext2_raw/wiki.train.raw in $PLMKIT_DATA "
+                             "(the shared data folder) or ../shared/data")
     return parse_timed(parser, argv)
 
 
@@ -502,4 +509,9 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    from plmkit.errors import PlmError
+
+    try:
+        main()
+    except (PlmError, FileNotFoundError) as e:  # bad data, config or paths: one line, no traceback
+        sys.exit(f"error: {e}")

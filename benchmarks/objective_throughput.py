@@ -63,10 +63,13 @@ def run_objective(name: str, corpus: Path, work: Path, args) -> dict:
     run_dir = Path(cfg.run.output_dir)
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
     timed = [r for r in rows if "mfu" in r and r["step"] > args.warmup]
+    vocab = len(json.loads((run_dir / "tokenizer" / "tokenizer.json").read_text(encoding="utf-8"))["model"]["vocab"])
+    config = json.loads((run_dir / "final" / "config.json").read_text(encoding="utf-8"))
     return {"tokens_per_s": round(plmkit_rate(run_dir, args.warmup, args.steps), 1),
             "mfu": round(sum(r["mfu"] for r in timed) / max(len(timed), 1), 4),
-            "arch": cfg.model.arch, "loss_first": rows[0].get("loss"), "loss_last": result.metrics.get("loss"),
-            "wall_seconds": round(time.time() - started, 1)}
+            "arch": cfg.model.arch, "vocab_size": config.get("vocab_size", vocab),
+            "loss_first_step": rows[0]["step"], "loss_first": rows[0].get("loss"),
+            "loss_last": result.metrics.get("loss"), "wall_seconds": round(time.time() - started, 1)}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -74,8 +77,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--objectives", nargs="+", choices=list(OBJECTIVES), default=list(OBJECTIVES))
     add_timing_options(parser, steps=30, per="objective", quiet="no progress bars")
     parser.add_argument("--data", type=Path, default=None,
-                        help="a text file, one document per line (default: WikiText-2 train from $PLMKIT_DATA or "
-                             "../shared/data; the standard-library corpus when absent)")
+                        help="a text file, one document per line, a folder holding wiki.train.raw, or stdlib "
+                             "(the standard-library corpus); default: WikiText-2 train from $PLMKIT_DATA or "
+                             "../shared/data")
     return parse_timed(parser, argv)
 
 
@@ -99,7 +103,7 @@ def main(argv: list[str] | None = None) -> dict:
             log(f"    {results[name]['tokens_per_s']:,.0f} tokens/s, MFU {results[name]['mfu']:.1%}")
     result = {"benchmark": "objective_throughput", "objectives": results, "steps": args.steps,
               "timed_steps": args.steps - args.warmup, "batch_size": BATCH, "block_size": BLOCK,
-              "model": {**WIDTH, "vocab_size": VOCAB},
+              "model": {**WIDTH, "tokenizer_vocab_size_setting": VOCAB},  # each objective's own: its vocab_size
               "measure": ("input tokens per second (T5: encoder input tokens) from the end of step warmup to the "
                           "end of the last step, from metrics.jsonl; MFU: the mean of the timed rows"),
               "data": source, "documents": len(docs), "wall_seconds": round(time.time() - started, 1),
@@ -109,4 +113,9 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    from plmkit.errors import PlmError
+
+    try:
+        main()
+    except (PlmError, FileNotFoundError) as e:  # bad data, config or paths: one line, no traceback
+        sys.exit(f"error: {e}")

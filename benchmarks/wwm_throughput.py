@@ -40,8 +40,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--block", type=int, default=128)
-    parser.add_argument("--train-steps", type=int, default=40, help="0: no training runs; else >= 20")
+    parser.add_argument("--train-steps", type=int, default=40,
+                        help="0: no training runs; else a multiple of 5, at least 20 (rows are logged every 5 steps)")
     args = parser.parse_args(argv)
+    if args.train_steps and (args.train_steps < 20 or args.train_steps % 5):
+        parser.error(f"--train-steps {args.train_steps}: give 0 (no training runs) or a multiple of 5 that is at least "
+                     "20 (the rate is read between the rows of steps 10 and --train-steps - 5)")
 
     import numpy as np
     import torch
@@ -101,7 +105,8 @@ def main(argv: list[str] | None = None) -> dict:
         train: dict[str, list[float]] = {"token": [], "whole_word": []}
         for rep in range(args.repeats if args.train_steps else 0):
             for name, rates in train.items():
-                overrides = [f"data.paths=[{path}]", f"data.cache_dir={tmp}/cache", f"run.output_dir={tmp}/{name}{rep}",
+                overrides = [f"data.paths={json.dumps([str(path)])}", f"data.doc_split={args.doc_split}",
+                             "data.validation_fraction=0.0", f"data.cache_dir={tmp}/cache", f"run.output_dir={tmp}/{name}{rep}",
                              f"tokenizer.pretrained={args.tokenizer}", f"data.segmenter={segmenters[-1]}",
                              f"objective.whole_word={name == 'whole_word'}", f"train.max_steps={args.train_steps}",
                              "train.eval_every=0", "eval.at_start=false", f"train.save_every={args.train_steps}",
@@ -121,4 +126,9 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    from plmkit.errors import PlmError
+
+    try:
+        main()
+    except (PlmError, FileNotFoundError) as e:  # bad data, config or paths: one line, no traceback
+        sys.exit(f"error: {e}")
