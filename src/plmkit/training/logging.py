@@ -18,7 +18,9 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-stderr = Console(stderr=True)
+stderr = Console(stderr=True, soft_wrap=True)
+"""Where progress and messages go. Lines are not cut at the console width (80 columns where stderr is a log file),
+so that paths in them stay whole and can be copied; a terminal wraps them itself."""
 
 
 def first_process() -> bool:
@@ -59,12 +61,14 @@ def read_metrics(path: Path) -> list[dict]:
 
 
 def progress_bar(enabled: bool, label: str = "train", status: bool = True) -> Progress:
-    """A bar on stderr: label, bar, done/total, (a task's `status` field), elapsed time and ETA."""
+    """A bar on stderr: label, bar, done/total, (a task's `status` field), elapsed time and ETA. Not drawn where
+    stderr is no terminal (a log file): rich would write only its last state there, cut at 80 columns; the training
+    loop prints a line per logged row instead."""
     columns = [TextColumn(f"[bold]{label}"), BarColumn(bar_width=12), MofNCompleteColumn()]
     if status:
         columns.append(TextColumn("{task.fields[status]}"))
     return Progress(*columns, TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
-                    console=stderr, disable=not enabled, transient=False)
+                    console=stderr, disable=not enabled or not stderr.is_terminal, transient=False)
 
 
 def status_text(row: dict) -> str:

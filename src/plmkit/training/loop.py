@@ -460,6 +460,9 @@ def fit(cfg: RunConfig, model: torch.nn.Module, objective: Objective, train_set:
                 if evaluate_now and on_eval is not None and acc.is_main_process:  # after the row is logged: a run
                     on_eval(step, row)  # that on_eval stops (a pruned trial) keeps its last evaluation
                 progress.update(bar, completed=step, status=status_text(row))
+                if show_progress and acc.is_main_process and not evaluate_now and not stderr.is_terminal:
+                    # a log file (a launcher's, a scheduler's) gets no live bar: a line per logged row instead
+                    stderr.print(f"step {step:>6}/{max_steps}  {status_text(row)}")
                 last_row, window_start, window_tokens, window_metrics = row, time.time(), 0, MeanMetrics()
             else:
                 progress.update(bar, completed=step)
