@@ -32,11 +32,12 @@ from plmkit.models import (
 )
 from plmkit.objectives import build_objective, objectives
 from plmkit.objectives.base import WRAPPED_PREFIX
+from plmkit.processes import first_process
 from plmkit.tokenization import check_compatibility, load_tokenizer, train_tokenizer
 from plmkit.tokenization.compat import check_block_size, max_positions, position_limit
 from plmkit.tokenization.special import special_token_order, trained_special_tokens
 from plmkit.training import fit
-from plmkit.training.logging import first_process, stderr
+from plmkit.training.logging import stderr
 from plmkit.training.loop import build_accelerator, interrupted_after
 
 RUN_ARTIFACTS = ("metrics.jsonl", "checkpoints", "final")

@@ -51,7 +51,7 @@ ValidationOpt = Annotated[str | None, typer.Option(help="Validation file, or hf:
 def emit(result: dict) -> None:
     """The command's result: one JSON object on one stdout line (from the main process only under torchrun; a RANK
     left in the environment of a single process, e.g. a node's rank, does not silence it)."""
-    from plmkit.training.logging import first_process
+    from plmkit.processes import first_process
 
     if not first_process():
         return
@@ -104,6 +104,8 @@ def quickstart(
                                                       "standard-library docstrings (repeatable).")] = None,
     max_steps: Annotated[int | None, typer.Option(help="Training steps (default: the quickstart's).")] = None,
     finetune: Annotated[bool, typer.Option(help="Then fine-tune it and a scratch twin on a labeled task.")] = True,
+    overwrite: Annotated[bool, typer.Option(help="Replace a run in --out that no quickstart made (an earlier "
+                                                 "quickstart's is always replaced).")] = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Train a tokenizer and a small BERT on text every Python install has, offline, in a few minutes on a CPU."""
@@ -111,7 +113,8 @@ def quickstart(
 
     _one_process("quickstart", "trains its models one after another in one process")
 
-    emit(run_quickstart(out, data=data, max_steps=max_steps, finetune=finetune, show_progress=_progress(quiet)))
+    emit(run_quickstart(out, data=data, max_steps=max_steps, finetune=finetune, show_progress=_progress(quiet),
+                        overwrite=overwrite))
 
 
 @app.command()
@@ -521,7 +524,7 @@ def main() -> None:
     try:
         app()  # usage errors are reported by typer itself (exit status 2)
     except Interrupted as e:
-        from plmkit.training.logging import first_process
+        from plmkit.processes import first_process
 
         if first_process():  # every process stops alike; one says so
             typer.echo(str(e), err=True)

@@ -18,6 +18,7 @@ from importlib import resources
 from pathlib import Path
 
 from plmkit.config import load_config
+from plmkit.errors import PlmError
 from plmkit.training.logging import stderr
 
 SKIP_DIRS = {"test", "tests", "idlelib", "lib2to3", "site-packages", "dist-packages", "turtledemo", "ensurepip",
@@ -93,8 +94,28 @@ def write_stdlib_corpus(path: Path) -> tuple[Path, int]:
     return path, len(paragraphs)
 
 
+def _refuse_another_run(out: Path, overwrite: bool) -> None:
+    """A quickstart replaces its own earlier run in `out`; a run of anything else there (a typo in --out) is kept."""
+    from plmkit.api import held_artifacts
+    from plmkit.config import read_yaml
+
+    held = held_artifacts(out)
+    if not held or overwrite:
+        return
+    try:
+        saved = read_yaml(out / "config.yaml")
+        name = saved.get("run", {}).get("name") if isinstance(saved, dict) and isinstance(saved.get("run"), dict) \
+            else None
+    except PlmError:  # missing or unreadable: not known to be a quickstart's
+        name = None
+    if name != "quickstart":
+        raise PlmError(f"{out} holds a run that no quickstart made ({', '.join(held)}); a quickstart would delete "
+                       "it: pass another --out, or --overwrite to replace it")
+
+
 def run_quickstart(out: str | Path = "runs/quickstart", *, data: list[str] | None = None,
-                   max_steps: int | None = None, finetune: bool = True, show_progress: bool = True) -> dict:
+                   max_steps: int | None = None, finetune: bool = True, show_progress: bool = True,
+                   overwrite: bool = False) -> dict:
     """Pre-train a small BERT end to end and return a summary (wall time, perplexity before/after, fill-mask).
 
     Args:
@@ -102,19 +123,24 @@ def run_quickstart(out: str | Path = "runs/quickstart", *, data: list[str] | Non
         data: the user's own text files or globs instead of the standard-library corpus.
         max_steps: training steps instead of the quickstart config's.
         finetune: then fine-tune the model and a scratch twin on a labeled task built from the same docstrings.
+        overwrite: replace a run in `out` that no quickstart made (an earlier quickstart's is always replaced).
+
+    Raises:
+        PlmError: `out` holds a run that no quickstart made, and `overwrite` is false.
     """
     from plmkit.api import pretrain
 
     started = time.time()
     out = Path(out)
+    _refuse_another_run(out, overwrite)
     if not data:
         corpus, count = write_stdlib_corpus(out / "data" / "stdlib_docs.txt")
         stderr.print(f"corpus: {count:,} paragraphs of standard-library docstrings and reference topics -> {corpus}")
         data = [str(corpus)]
     overrides = [f"run.output_dir={out}", f"data.paths={json.dumps([str(p) for p in data])}",
                  f"data.cache_dir={out / 'cache'}"]
-    if max_steps is not None:
-        overrides.append(f"train.max_steps={max_steps}")
+    if max_steps is not None:  # a shorter run warms up for a tenth of it at most, so that it reaches its peak LR
+        overrides += [f"train.max_steps={max_steps}", f"train.warmup_steps={min(150, max(0, max_steps // 10))}"]
     config_file = resources.files("plmkit") / "resources" / "quickstart.yaml"
     with resources.as_file(config_file) as path:
         cfg = load_config(path, overrides)

@@ -13,7 +13,10 @@ TASK_TYPES = {"sequence_classification": "SEQ_CLS", "token_classification": "TOK
 
 
 def add_lora(model: nn.Module, cfg: AdapterConfig, kind: str) -> nn.Module:
-    """Wrap `model` in a peft LoRA model; for these task types peft also trains the head (`classifier`) in full."""
+    """Wrap `model` in a peft LoRA model; for these task types peft also trains the head (`classifier`) in full. A
+    sequence classifier's pooler (BERT's dense + tanh between the encoder and the classifier) is trained in full
+    too: it belongs to the path of the head, and a checkpoint saved without one (a masked LM pre-trained from
+    scratch) gives it random weights, which frozen would stay random."""
     from peft import LoraConfig, TaskType, get_peft_model
 
     layers = [name for name, module in model.named_modules()
@@ -24,8 +27,11 @@ def add_lora(model: nn.Module, cfg: AdapterConfig, kind: str) -> nn.Module:
         raise ConfigError(f"adapter.target_modules: this model has no layer named {', '.join(missing)}; its linear "
                           f"layers are {', '.join(linear)} (e.g. --set 'adapter.target_modules=[c_attn]' for GPT-2, "
                           "[q_proj,v_proj] for Llama)")
+    base = getattr(model, "base_model", model)
+    pooler = ["pooler"] if kind == "sequence_classification" and isinstance(getattr(base, "pooler", None),
+                                                                             nn.Module) else None
     lora = LoraConfig(task_type=getattr(TaskType, TASK_TYPES[kind]), r=cfg.r, lora_alpha=cfg.alpha,
-                      lora_dropout=cfg.dropout, target_modules=list(cfg.target_modules))
+                      lora_dropout=cfg.dropout, target_modules=list(cfg.target_modules), modules_to_save=pooler)
     return get_peft_model(model, lora)
 
 

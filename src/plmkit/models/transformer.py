@@ -112,7 +112,7 @@ def load_pretrained_model(name_or_path: str, kind: str) -> PreTrainedModel:
                                  f"{str(e).splitlines()[0]}") from None
     prefix = f"{model.base_model_prefix}."
     new = sorted(k for k in info["missing_keys"] if not k.startswith(prefix))  # outside the body: the LM head
-    from plmkit.training.logging import first_process
+    from plmkit.processes import first_process
 
     if new and first_process():
         Console(stderr=True).print(

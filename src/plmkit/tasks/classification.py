@@ -64,7 +64,7 @@ def _warn_lookalikes(labels: list[str], source: str) -> None:
 
     from rich.console import Console
 
-    from plmkit.training.logging import first_process
+    from plmkit.processes import first_process
 
     if not first_process():  # one process says it
         return

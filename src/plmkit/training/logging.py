@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 
 from rich.console import Console
@@ -22,11 +21,6 @@ stderr = Console(stderr=True, soft_wrap=True)
 """Where progress and messages go. Lines are not cut at the console width (80 columns where stderr is a log file),
 so that paths in them stay whole and can be copied; a terminal wraps them itself."""
 
-
-def first_process() -> bool:
-    """True unless this is a process other than the first of a multi-process launch (torchrun, accelerate launch):
-    what says a warning once. A RANK left in the environment of a single process (a node's rank) does not count."""
-    return int(os.environ.get("WORLD_SIZE", "1")) <= 1 or os.environ.get("RANK", "0") == "0"
 
 
 class MetricsLog:

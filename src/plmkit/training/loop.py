@@ -233,6 +233,10 @@ def fit(cfg: RunConfig, model: torch.nn.Module, objective: Objective, train_set:
     world, rank, tc = acc.num_processes, acc.process_index, cfg.train
     max_steps = steps_for(cfg, len(train_set), world)
     precision = resolve_precision(tc.precision)
+    if tc.warmup_ratio == 0 and tc.warmup_steps >= max_steps > 0 and acc.is_main_process:
+        stderr.print(f"[yellow]warning: train.warmup_steps ({tc.warmup_steps}) is not below the run's {max_steps} "
+                     f"steps: the learning rate never reaches train.lr ({tc.lr:g}) and never decays; lower "
+                     "train.warmup_steps (or use train.warmup_ratio)")
     if acc.device.type == "cpu" and precision != "fp32" and acc.is_main_process:
         slower = half_precision_slowdown(precision)
         if slower > 2:  # a CPU without instructions for it emulates it

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from plmkit.api import _check_resumed_world, resume_command
 from plmkit.cli import app, emit
 from plmkit.errors import ConfigError, PlmError
-from plmkit.training.logging import first_process
+from plmkit.processes import first_process
 from plmkit.training.loop import MeanMetrics, forward_layer_classes
 
 
