@@ -720,8 +720,8 @@ def render_finetune_card(cfg: RunConfig, metrics: dict, scratch: bool, threshold
     else:
         rows = "\n".join(row(k, v) for k, v in metrics.items())
     start = "random weights (from scratch)" if scratch else cfg.init.from_
-    how = (f" with LoRA adapters (rank {cfg.adapter.r}, alpha {cfg.adapter.alpha}, on "
-           f"{', '.join(cfg.adapter.target_modules)}), merged into the weights: no peft needed to load it"
+    how = (f" It was trained with LoRA adapters (rank {cfg.adapter.r}, alpha {cfg.adapter.alpha}, on "
+           f"{', '.join(cfg.adapter.target_modules)}), merged into the weights: no peft is needed to load it."
            if cfg.adapter.name == "lora" else "")
     use = f'from transformers import pipeline\npipe = pipeline("{task}", model="path/to/final")'
     if cfg.task.name == "multilabel":
@@ -737,8 +737,8 @@ def render_finetune_card(cfg: RunConfig, metrics: dict, scratch: bool, threshold
     hub = "" if scratch or Path(cfg.init.from_).expanduser().exists() else f"base_model: {cfg.init.from_}\n"
     hub += ("" if scratch else _base_card_fields(cfg.init.from_)) + _card_datasets(cfg.task.train, cfg.task.validation)
     return (f"---\nlibrary_name: transformers\npipeline_tag: {task}\n{hub}tags: [plmkit]\n---\n\n# {cfg.run.name}\n\n"
-            f"Fine-tuned with plmkit for `{cfg.task.name}` from {start}{how} on {cfg.task.train} "
-            f"(validation: {cfg.task.validation or 'held out from training'}).\n\n| | |\n|---|---|\n{rows}\n\n"
+            f"Fine-tuned with plmkit for `{cfg.task.name}` from {start} on {cfg.task.train} "
+            f"(validation: {cfg.task.validation or 'held out from training'}).{how}\n\n| | |\n|---|---|\n{rows}\n\n"
             f"```python\n{use}\n```\n")
 
 

@@ -582,6 +582,9 @@ def validate(cfg: RunConfig, origin: str = "config") -> None:
     if getattr(cfg.objective, "whole_word", False) and cfg.data.segmenter == "none":
         raise ConfigError(f"objective.whole_word needs word boundaries, but data.segmenter is none; set "
                           f"data.segmenter to auto or pretokenizer (English) or jieba (Chinese) ({origin})")
+    if getattr(cfg.objective, "name", None) == "span_corruption" and cfg.data.doc_attention:
+        raise ConfigError(f"span_corruption does not support data.doc_attention (T5 packs documents without isolating "
+                          f"them); set data.doc_attention=false ({origin})")
     if cfg.data.segmenter_dict is not None and cfg.data.segmenter != "jieba":
         raise ConfigError(f"data.segmenter_dict is a jieba user dictionary, but data.segmenter is "
                           f"{cfg.data.segmenter}; set data.segmenter=jieba or remove data.segmenter_dict ({origin})")

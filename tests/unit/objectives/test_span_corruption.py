@@ -327,3 +327,10 @@ def test_flops_within_10pct_of_torch_flop_counter():
     measured = counter.get_total_flops() / inputs.numel()  # per encoder token, as the loop counts tokens
     assert module_flops_per_token(model, block_size, head_fraction=targets / block_size) == pytest.approx(
         measured, rel=0.1)
+
+
+def test_doc_attention_is_refused_when_the_config_loads():
+    """Before a tokenizer is trained or data prepared: nothing is left in the run folder."""
+    with pytest.raises(ConfigError, match="span_corruption does not support data.doc_attention"):
+        load_config(Path(__file__).resolve().parents[3] / "configs" / "debug" / "span_corruption.yaml",
+                    ["data.doc_attention=true"])
