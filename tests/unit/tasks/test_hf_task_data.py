@@ -111,6 +111,7 @@ def _as_dataset(path, task: str) -> datasets.Dataset:
                                       features=features)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("task", ["classification", "ner"])
 def test_finetune_and_evaluate_from_hf_splits(task, task_files, finetune_cfg, tmp_path):
     from plmkit import api

@@ -4,6 +4,7 @@ model has no place for, so that AutoModel and fine-tuning load it instead of dra
 
 from __future__ import annotations
 
+import pytest
 import torch
 from safetensors.torch import load_file
 from transformers import AutoModel, AutoModelForMaskedLM, BertConfig, BertModel
@@ -76,6 +77,7 @@ def test_a_checkpoint_the_objective_cannot_continue_is_refused_before_any_work(d
         assert not out.exists()
 
 
+@pytest.mark.slow
 def test_a_sentence_transformers_start_keeps_its_pooling_files(debug_cfg, tmp_path, capsys, squash):
     """Adapting a sentence-embedding model (as all-MiniLM-L6-v2) by continued pre-training: final/ keeps its
     modules.json and pooling folder, so SentenceTransformer loads it and pools as before (mean pooling, normalised)."""
