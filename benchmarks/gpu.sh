@@ -54,8 +54,9 @@ run_model() {  # name config batch -> $OUT/<name>.{out,err}, $WORK/<name>/metric
   [ "$REHEARSAL" != 1 ] && args+=(--set train.batch_size="$batch")
   [ "$compile" = 1 ] && args+=(--set train.compile=true)
   # shellcheck disable=SC2206
-  [ -n "${EXTRA:-}" ] && args+=($EXTRA)  # last, so that EXTRA's --set overrides win (train.batch_size too)
-  [ "$REHEARSAL" = 1 ] && args+=(--set train.batch_size=4 --set train.grad_accum=1)  # a rehearsal stays tiny
+  [ -n "${EXTRA:-}" ] && args+=($EXTRA)  # after COMMON, so that EXTRA's --set overrides win (on a GPU)
+  # a rehearsal stays tiny, at auto precision, whatever EXTRA sets
+  [ "$REHEARSAL" = 1 ] && args+=(--set train.batch_size=4 --set train.grad_accum=1 --set train.precision=auto)
   python3 -m plmkit pretrain "$config" "${COMMON[@]}" "${args[@]}" --set "run.output_dir=$WORK/$name" \
     > "$OUT/$name.out" 2> "$OUT/$name.err"
 }

@@ -397,8 +397,9 @@ def _check_resumed_world(run_dir: Path, world: int, command: str) -> None:
         launch = (f"torchrun --nproc_per_node {saved} -m plmkit {command}" if saved > 1 else f"plm {command}")
         raise ConfigError(f"--resume: {found} was written by {saved} process{'es' * (saved > 1)} and this run has "
                           f"{world}; the data order, the global batch and the random states depend on it, so resume "
-                          f"with {saved} ({launch} {run_dir / 'config.yaml'} --resume, or the same accelerate "
-                          "launch as before) or start a new run")
+                          f"with {saved} in all, launched as before (on one node: {launch} "
+                          f"{run_dir / 'config.yaml'} --resume, with the run's other flags such as --scratch) or "
+                          "start a new run")
 
 
 def resume_command(command: str, run_dir: Path, flags: str = "") -> str:
@@ -406,7 +407,13 @@ def resume_command(command: str, run_dir: Path, flags: str = "") -> str:
     the run folder itself) are read from the folder plm runs in: the command says which. A run of several processes
     continues with as many (torchrun's form of the launch)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    launch = f"torchrun --nproc_per_node {world} -m plmkit" if world > 1 else "plm"
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", world))
+    if world <= 1:
+        launch = "plm"
+    elif local == world:
+        launch = f"torchrun --nproc_per_node {world} -m plmkit"
+    else:  # several nodes: the same launch on every node
+        launch = f"torchrun --nnodes {world // max(local, 1)} --nproc_per_node {local} ... -m plmkit"
     line = f"{launch} {command} {run_dir / 'config.yaml'} --resume{flags}"
     return line if run_dir.is_absolute() else f"cd {shlex.quote(str(Path.cwd()))} && {line}"
 
@@ -487,12 +494,12 @@ def export_final(model, tokenizer, run_dir: Path, model_card: str, state_dict: d
     final, tmp = run_dir / "final", run_dir / ".final.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp, state_dict=state_dict)  # safetensors
-    _readable_as_umask_allows(tmp)  # safetensors writes its files 0600: others on a shared file system could not read
     tokenizer.model_max_length = max_positions(model.config)
     tokenizer.save_pretrained(tmp)
     (tmp / "README.md").write_text(model_card, encoding="utf-8")
     if extra is not None:
         extra(tmp)
+    _readable_as_umask_allows(tmp)  # safetensors writes its files 0600: others on a shared file system could not read
     if final.exists():
         shutil.rmtree(final)
     os.replace(tmp, final)
@@ -500,12 +507,16 @@ def export_final(model, tokenizer, run_dir: Path, model_card: str, state_dict: d
 
 
 def _readable_as_umask_allows(folder: Path) -> None:
-    """Give the files in `folder` the permissions the process's umask gives new files (0644 under the usual 022)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    for path in folder.iterdir():
+    """Make the files under `folder` readable as the process's umask allows new files to be (0644 under the usual
+    022). The umask is read from /proc (Linux), not by setting it, which would change it for other threads."""
+    try:
+        mask = int(next(line.split()[1] for line in Path("/proc/self/status").read_text().splitlines()
+                        if line.startswith("Umask:")), 8)
+    except (OSError, StopIteration, ValueError, IndexError):
+        return  # not Linux: files keep the modes they were written with
+    for path in folder.rglob("*"):
         if path.is_file():
-            path.chmod(0o666 & ~mask)
+            path.chmod(path.stat().st_mode & 0o777 | (0o444 & ~mask))
 
 
 def render_model_card(cfg: RunConfig, report: dict, metrics: dict, kind: str, vocab_size: int | None = None) -> str:
@@ -521,7 +532,7 @@ def render_model_card(cfg: RunConfig, report: dict, metrics: dict, kind: str, vo
     objective = ", ".join(f"{k}={v}" for k, v in vars(cfg.objective).items())
     lines = [
         "---", "library_name: transformers", f"pipeline_tag: {task}",
-        *_base_card_fields(cfg.init.from_).splitlines(), *_card_datasets(_hf_data(cfg)).splitlines(),
+        *_base_card_fields(cfg.init.from_).splitlines(), *_hub_dataset_line(cfg).splitlines(),
         "tags: [plmkit]", "---", "",
         f"# {cfg.run.name}", "",
         (f"A {cfg.model.arch if not cfg.init.from_ else 'continued ' + cfg.init.from_} model pre-trained "
@@ -606,9 +617,15 @@ def finetune(cfg: RunConfig, *, scratch: bool = False, resume: bool = False, ove
                      f"({task.cfg.max_length} tokens), so longer ones are cut there; {fix}")
     base_model = model
     if cfg.adapter.name == "lora":
-        from plmkit.models.peft import add_lora, trainable_share
+        from plmkit.models.peft import add_lora, checkpoint_has_frozen_pooler, trainable_share
+        from plmkit.training import checkpoint
 
-        model = add_lora(model, cfg.adapter, task.model_kind)
+        latest = checkpoint.latest(run_dir) if resume else None
+        frozen = latest is not None and checkpoint_has_frozen_pooler(latest)
+        if frozen and accelerator.is_main_process:
+            stderr.print(f"{latest} was written with the pooler frozen (plmkit before 2026-11-28): the run goes on "
+                         "that way")
+        model = add_lora(model, cfg.adapter, task.model_kind, train_pooler=not frozen)
         stderr.print(f"LoRA r={cfg.adapter.r} on {', '.join(cfg.adapter.target_modules)}: "
                      f"{trainable_share(model):.1%} of the parameters are trained")
     if accelerator.is_main_process:
@@ -742,12 +759,10 @@ def render_finetune_card(cfg: RunConfig, metrics: dict, scratch: bool, threshold
             f"```python\n{use}\n```\n")
 
 
-def _hf_data(cfg: RunConfig) -> str | None:
-    """The pre-training data as hf:NAME[:CONFIG]:SPLIT when it is a Hugging Face dataset, else None."""
-    if cfg.data.source != "hf" or not cfg.data.hf_dataset:
-        return None
-    return ":".join(["hf", cfg.data.hf_dataset, *([cfg.data.hf_config] if cfg.data.hf_config else []),
-                     cfg.data.hf_split])
+def _hub_dataset_line(cfg: RunConfig) -> str:
+    """A pre-training card's `datasets:` line for data.hf_dataset when it is a hub dataset (no local folder)."""
+    name = cfg.data.hf_dataset if cfg.data.source == "hf" else None
+    return f"datasets: [{name}]\n" if name and not Path(name).expanduser().exists() else ""
 
 
 def _base_card_fields(init_from: str | None) -> str:

@@ -12,11 +12,12 @@ from plmkit.errors import ConfigError
 TASK_TYPES = {"sequence_classification": "SEQ_CLS", "token_classification": "TOKEN_CLS"}
 
 
-def add_lora(model: nn.Module, cfg: AdapterConfig, kind: str) -> nn.Module:
+def add_lora(model: nn.Module, cfg: AdapterConfig, kind: str, train_pooler: bool = True) -> nn.Module:
     """Wrap `model` in a peft LoRA model; for these task types peft also trains the head (`classifier`) in full. A
     sequence classifier's pooler (BERT's dense + tanh between the encoder and the classifier) is trained in full
     too: it belongs to the path of the head, and a checkpoint saved without one (a masked LM pre-trained from
-    scratch) gives it random weights, which frozen would stay random."""
+    scratch) gives it random weights, which frozen would stay random. `train_pooler=False` keeps it frozen, as
+    plmkit before 2026-11-28 did (its checkpoints name the pooler's weights without peft's wrapper)."""
     from peft import LoraConfig, TaskType, get_peft_model
 
     layers = [name for name, module in model.named_modules()
@@ -28,8 +29,8 @@ def add_lora(model: nn.Module, cfg: AdapterConfig, kind: str) -> nn.Module:
                           f"layers are {', '.join(linear)} (e.g. --set 'adapter.target_modules=[c_attn]' for GPT-2, "
                           "[q_proj,v_proj] for Llama)")
     base = getattr(model, "base_model", model)
-    pooler = ["pooler"] if kind == "sequence_classification" and isinstance(getattr(base, "pooler", None),
-                                                                             nn.Module) else None
+    pooler = ["pooler"] if train_pooler and kind == "sequence_classification" and isinstance(
+        getattr(base, "pooler", None), nn.Module) else None
     lora = LoraConfig(task_type=getattr(TaskType, TASK_TYPES[kind]), r=cfg.r, lora_alpha=cfg.alpha,
                       lora_dropout=cfg.dropout, target_modules=list(cfg.target_modules), modules_to_save=pooler)
     return get_peft_model(model, lora)
@@ -46,3 +47,18 @@ def merge_lora(peft_model: nn.Module, weights: dict | None = None) -> nn.Module:
 def trainable_share(model: nn.Module) -> float:
     total = sum(p.numel() for p in model.parameters())
     return sum(p.numel() for p in model.parameters() if p.requires_grad) / max(total, 1)
+
+
+def checkpoint_has_frozen_pooler(checkpoint) -> bool:
+    """True when a LoRA checkpoint names a pooler's weights without peft's modules_to_save wrapper: one written
+    before the pooler trained with the classifier, which must be resumed with the pooler frozen to load."""
+    from pathlib import Path
+
+    from safetensors import safe_open
+
+    path = Path(checkpoint) / "model.safetensors"
+    if not path.is_file():
+        return False
+    with safe_open(str(path), framework="pt") as f:
+        keys = list(f.keys())
+    return any(".pooler." in k for k in keys) and not any("pooler.modules_to_save" in k for k in keys)

@@ -167,7 +167,9 @@ def copy_sentence_transformer_files(source: str | Path, folder: Path) -> list[st
     """Copy a local sentence-transformers model's own files (modules.json, its configs and the folders of its
     pooling and normalisation modules) from `source` into `folder`, so that a model adapted by continued
     pre-training loads with `SentenceTransformer(folder)` and pools as it did. Returns the names copied; none when
-    `source` is no local sentence-transformers folder. A module path that leaves the folder is not followed."""
+    `source` is no local sentence-transformers folder, or keeps its transformer in a subfolder (an older layout,
+    whose weights would not be the adapted ones). A module whose path leaves the folder is left out of the
+    modules.json written."""
     source = Path(source).expanduser()
     try:
         modules = json.loads((source / "modules.json").read_text(encoding="utf-8"))
@@ -175,18 +177,28 @@ def copy_sentence_transformer_files(source: str | Path, folder: Path) -> list[st
         return []
     if not isinstance(modules, list):
         return []
-    copied = []
-    for name in SENTENCE_TRANSFORMER_FILES:
+    kept, copied = [], []
+    for module in modules:
+        if not isinstance(module, dict):
+            continue
+        path, kind = module.get("path") or "", str(module.get("type", ""))
+        if kind.endswith(".Transformer"):
+            if path:  # an older layout keeps the transformer in a folder: its weights are not the adapted ones
+                return []
+            kept.append(module)  # "": the transformer is the folder being written
+        elif not path or (not Path(path).is_absolute() and ".." not in Path(path).parts):
+            if path and (source / path).is_dir():
+                shutil.copytree(source / path, folder / path, dirs_exist_ok=True)
+                copied.append(f"{path}/")
+            kept.append(module)  # without a folder (Normalize has no files): as the starting model lists it
+    if not copied:
+        return []
+    for name in SENTENCE_TRANSFORMER_FILES[1:]:
         if (source / name).is_file():
             shutil.copy2(source / name, folder / name)
-            copied.append(name)
-    for module in modules:
-        path = module.get("path") if isinstance(module, dict) else None
-        if not path or Path(path).is_absolute() or ".." in Path(path).parts or not (source / path).is_dir():
-            continue  # "" is the transformer itself: the folder being written
-        shutil.copytree(source / path, folder / path, dirs_exist_ok=True)
-        copied.append(f"{path}/")
-    return copied
+            copied.insert(0, name)
+    (folder / "modules.json").write_text(json.dumps(kept, indent=2), encoding="utf-8")  # the modules copied
+    return ["modules.json", *copied]
 
 
 TASK_CLASSES = {"sequence_classification": "AutoModelForSequenceClassification",

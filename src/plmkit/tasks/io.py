@@ -542,7 +542,8 @@ def count_overlap(train_texts: Iterable[str], eval_texts: Iterable[str]) -> int:
 # --- Hugging Face datasets ------------------------------------------------------------------------------------
 
 HF_PREFIX = "hf:"
-HF_FORM = "hf:NAME:SPLIT or hf:NAME:CONFIG:SPLIT (e.g. hf:stanfordnlp/sst2:train, hf:nyu-mll/glue:sst2:validation)"
+HF_FORM = ("hf:NAME:SPLIT or hf:NAME:CONFIG:SPLIT (e.g. hf:stanfordnlp/sst2:train, hf:nyu-mll/glue:sst2:validation, "
+           "hf:stanfordnlp/sst2:train[:10%])")
 TOKEN_COLUMNS = ("tokens", "words")  # an NER dataset's token lists, looked for in this order
 TAG_COLUMNS = ("ner_tags", "tags", "labels")  # and its tag lists
 
@@ -559,7 +560,15 @@ def parse_hf_spec(spec: str) -> tuple[str, str | None, str]:
     Raises:
         DataError: not of that form.
     """
-    parts = spec[len(HF_PREFIX):].split(":")
+    parts, depth, current = [], 0, ""
+    for char in spec[len(HF_PREFIX):]:  # a colon inside brackets belongs to a split slice (train[:10%])
+        depth += (char == "[") - (char == "]")
+        if char == ":" and depth == 0:
+            parts.append(current)
+            current = ""
+        else:
+            current += char
+    parts.append(current)
     if len(parts) not in (2, 3) or not all(p.strip() for p in parts):
         raise DataError(f"{spec!r}: a Hugging Face dataset is given as {HF_FORM}")
     name, *config, split = (p.strip() for p in parts)

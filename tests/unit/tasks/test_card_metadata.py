@@ -37,6 +37,28 @@ def test_pretraining_card_from_init_from_and_a_hub_dataset(tmp_path):
     front = _front(render_model_card(cfg, {}, metrics, "masked_lm"))
     assert front["license"] == "mit" and front["language"] == ["en", "zh"]
     assert front["datasets"] == ["Salesforce/wikitext"]
+    sliced = load_config(None, ["data.source=hf", "data.hf_dataset=Salesforce/wikitext",
+                                "data.hf_config=wikitext-2-raw-v1", "data.hf_split=train[:10%]"])
+    assert _front(render_model_card(sliced, {}, metrics, "masked_lm"))["datasets"] == ["Salesforce/wikitext"]
+
+
+def test_exported_files_are_readable_as_the_umask_allows(tmp_path):
+    import os
+    import stat
+
+    from plmkit.api import _readable_as_umask_allows
+
+    (tmp_path / "generator").mkdir()
+    for path in (tmp_path / "model.safetensors", tmp_path / "generator" / "model.safetensors"):
+        path.write_bytes(b"x")
+        path.chmod(0o600)  # as safetensors writes them
+    old = os.umask(0o022)
+    try:
+        _readable_as_umask_allows(tmp_path)
+    finally:
+        os.umask(old)
+    for path in (tmp_path / "model.safetensors", tmp_path / "generator" / "model.safetensors"):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o644
 
 
 def test_a_base_card_without_front_matter_or_with_bad_yaml_adds_nothing(tmp_path):

@@ -46,6 +46,9 @@ def test_specs_parse_and_bad_ones_say_the_form():
     assert is_hf_spec("hf:stanfordnlp/sst2:train") and not is_hf_spec("data/train.tsv")
     assert parse_hf_spec("hf:stanfordnlp/sst2:train") == ("stanfordnlp/sst2", None, "train")
     assert parse_hf_spec("hf:nyu-mll/glue:sst2:validation") == ("nyu-mll/glue", "sst2", "validation")
+    assert parse_hf_spec("hf:stanfordnlp/sst2:train[:100]") == ("stanfordnlp/sst2", None, "train[:100]")  # a slice
+    assert parse_hf_spec("hf:wikitext:wikitext-2-raw-v1:train[:10%]") == ("wikitext", "wikitext-2-raw-v1",
+                                                                          "train[:10%]")
     for bad in ("hf:sst2", "hf:a:b:c:d", "hf::train"):
         with pytest.raises(DataError, match=r"hf:NAME:SPLIT or hf:NAME:CONFIG:SPLIT"):
             parse_hf_spec(bad)

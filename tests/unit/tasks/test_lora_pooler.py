@@ -35,3 +35,20 @@ def test_the_pooler_trains_with_the_classifier_and_survives_the_merge():
 def test_token_classification_has_no_pooler_to_train():
     model = add_lora(BertForTokenClassification(_config()), AdapterConfig(name="lora"), "token_classification")
     assert not any("pooler" in n for n, p in model.named_parameters() if p.requires_grad)
+
+
+def test_a_checkpoint_written_with_the_pooler_frozen_is_resumed_that_way(tmp_path):
+    """Checkpoints of LoRA runs from before the pooler trained name its weights without peft's wrapper: such a run
+    goes on with it frozen, so that its checkpoints load."""
+    from safetensors.torch import save_file
+
+    from plmkit.models.peft import checkpoint_has_frozen_pooler
+
+    for train_pooler, folder in ((False, tmp_path / "old"), (True, tmp_path / "new")):
+        model = add_lora(BertForSequenceClassification(_config()), AdapterConfig(name="lora"),
+                         "sequence_classification", train_pooler=train_pooler)
+        folder.mkdir()
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / "model.safetensors"))
+    assert checkpoint_has_frozen_pooler(tmp_path / "old")
+    assert not checkpoint_has_frozen_pooler(tmp_path / "new")
+    assert not checkpoint_has_frozen_pooler(tmp_path / "none")

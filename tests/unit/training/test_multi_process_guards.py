@@ -32,11 +32,11 @@ def test_resuming_with_another_number_of_processes_is_refused(tmp_path):
     _checkpoint(tmp_path, 20, 2)
     _check_resumed_world(tmp_path, 2, "pretrain")  # the same number: fine
     with pytest.raises(ConfigError, match=r"step-000020 was written by 2 processes and this run has 1; .* resume with 2 "
-                                          r"\(torchrun --nproc_per_node 2 -m plmkit pretrain .*config.yaml --resume"):
+                                          r"in all, launched as before \(on one node: torchrun --nproc_per_node 2 -m plmkit pretrain .*config.yaml --resume"):
         _check_resumed_world(tmp_path, 1, "pretrain")
     one = tmp_path / "one"
     _checkpoint(one, 40, 1)
-    with pytest.raises(ConfigError, match=r"written by 1 process and this run has 2; .*\(plm finetune "):
+    with pytest.raises(ConfigError, match=r"written by 1 process and this run has 2; .*\(on one node: plm finetune "):
         _check_resumed_world(one, 2, "finetune")
     _check_resumed_world(tmp_path / "fresh", 4, "pretrain")  # no checkpoint: nothing to check
 
@@ -47,6 +47,9 @@ def test_the_resume_command_names_the_launcher(tmp_path, monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "4")
     assert resume_command("pretrain", tmp_path) == \
         f"torchrun --nproc_per_node 4 -m plmkit pretrain {tmp_path / 'config.yaml'} --resume"
+    monkeypatch.setenv("WORLD_SIZE", "16")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "8")  # 2 nodes of 8: the launch each node repeats
+    assert resume_command("pretrain", tmp_path).startswith("torchrun --nnodes 2 --nproc_per_node 8 ")
 
 
 @pytest.mark.parametrize("argv", [["compare", "c.yaml"], ["quickstart"], ["evaluate", "m", "--data", "d.tsv"],
@@ -80,6 +83,18 @@ def test_wrappers_expose_the_layer_classes_fsdp_wraps():
     forward_layer_classes(wrapper)
     assert wrapper._no_split_modules == list(dict.fromkeys(bert._no_split_modules))
     assert "BertLayer" in wrapper._no_split_modules
+
+
+def test_metric_parts_are_means_over_every_process(monkeypatch):
+    from plmkit.training import loop
+
+    other = ({"accuracy": 3.0}, 3)  # another process: three batches whose accuracies sum to 3
+    monkeypatch.setattr(loop, "gather_object", lambda parts: [*parts, other])
+    metrics = MeanMetrics()
+    metrics.add({"accuracy": torch.tensor(0.0)})
+    assert metrics.means(world=2) == {"accuracy": 0.75}  # (0 + 3) / (1 + 3), weighted by batches
+    empty = MeanMetrics()  # a process with no batches still takes part and gets the others' means
+    assert empty.means(world=2) == {"accuracy": 1.0}
 
 
 def test_metric_parts_are_means_of_every_batch():
