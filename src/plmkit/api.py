@@ -584,7 +584,7 @@ def finetune(cfg: RunConfig, *, scratch: bool = False, resume: bool = False, ove
 
     check_finetune_config(cfg)
     unused = _unused_with_init_from(cfg)
-    if unused and resumable and first_process():  # once, not for each run of compare or tune
+    if unused and resumable and first_process():  # plm finetune's own runs (compare and tune make many)
         stderr.print(f"[yellow]warning: fine-tuning takes the model and its tokenizer as {cfg.init.from_} has them "
                      f"(with --scratch, its architecture), so these settings are not used: {', '.join(unused)}")
     # before the run folder: a model path that is wrong leaves nothing behind
@@ -785,7 +785,8 @@ def _base_card_fields(init_from: str | None) -> str:
         return ""
     if not isinstance(meta, dict):
         return ""
-    return "".join(f"{key}: {json.dumps(meta[key], ensure_ascii=False)}\n" for key in ("license", "language")
+    keys = ("license", "license_name", "license_link", "language")  # the hub wants a name and link with "other"
+    return "".join(f"{key}: {json.dumps(meta[key], ensure_ascii=False)}\n" for key in keys
                    if isinstance(meta.get(key), (str, list)) and meta[key])
 
 
@@ -962,7 +963,13 @@ def _data_path(data: str) -> str:
     """What identifies evaluation data: a file's resolved path, or a Hugging Face split's hf:NAME[:CONFIG]:SPLIT."""
     from plmkit.tasks.io import is_hf_spec
 
-    return data if is_hf_spec(data) else str(Path(data).resolve())
+    if is_hf_spec(data):
+        from plmkit.tasks.io import parse_hf_spec
+
+        name, config, split = parse_hf_spec(data)
+        local = Path(name).expanduser()
+        return ":".join(["hf", str(local.resolve()) if local.exists() else name, *([config] if config else []), split])
+    return str(Path(data).resolve())
 
 
 def _eval_name(out: Path, task_name: str, data: str) -> str:

@@ -1,6 +1,5 @@
 """plm quickstart keeps what is not its own: a run of anything else in --out is refused (a typo in --out must not
-delete hours of training) unless --overwrite; an earlier quickstart's run is replaced as before. A short
---max-steps warms up for a tenth of the run, and a warm-up as long as the run is warned about."""
+delete hours of training) unless --overwrite; an earlier quickstart's run is replaced as before."""
 
 from __future__ import annotations
 
@@ -29,3 +28,4 @@ def test_a_run_that_no_quickstart_made_is_kept(tmp_path):
 def test_an_earlier_quickstart_or_an_empty_folder_is_fine(tmp_path):
     _refuse_another_run(_run_folder(tmp_path / "qs", "quickstart"), overwrite=False)
     _refuse_another_run(tmp_path / "new", overwrite=False)
+

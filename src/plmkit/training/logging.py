@@ -62,7 +62,12 @@ def progress_bar(enabled: bool, label: str = "train", status: bool = True) -> Pr
     if status:
         columns.append(TextColumn("{task.fields[status]}"))
     return Progress(*columns, TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
-                    console=stderr, disable=not enabled or not stderr.is_terminal, transient=False)
+                    console=stderr, disable=not enabled or not live_display(), transient=False)
+
+
+def live_display() -> bool:
+    """Whether stderr shows a live bar: a terminal or a Jupyter notebook, not a log file."""
+    return stderr.is_terminal or stderr.is_jupyter
 
 
 def status_text(row: dict) -> str:

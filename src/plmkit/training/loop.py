@@ -35,7 +35,7 @@ from plmkit.objectives.base import use_compiled_loss
 from plmkit.training import allocator, checkpoint
 from plmkit.training.dropout import FastDropout, use_compiled_masks
 from plmkit.training.interrupt import StopRequest, ignore_interrupts_in_worker
-from plmkit.training.logging import MetricsLog, plot_losses, progress_bar, status_text, stderr
+from plmkit.training.logging import MetricsLog, live_display, plot_losses, progress_bar, status_text, stderr
 from plmkit.training.optim import build_optimizer, build_scheduler
 from plmkit.training.profile import StepProfiler
 
@@ -235,7 +235,7 @@ def fit(cfg: RunConfig, model: torch.nn.Module, objective: Objective, train_set:
     precision = resolve_precision(tc.precision)
     if tc.warmup_ratio == 0 and tc.warmup_steps >= max_steps > 0 and acc.is_main_process:
         stderr.print(f"[yellow]warning: train.warmup_steps ({tc.warmup_steps}) is not below the run's {max_steps} "
-                     f"steps: the learning rate never reaches train.lr ({tc.lr:g}) and never decays; lower "
+                     f"steps: the learning rate never reaches train.lr ({tc.lr:g}); lower "
                      "train.warmup_steps (or use train.warmup_ratio)")
     if acc.device.type == "cpu" and precision != "fp32" and acc.is_main_process:
         slower = half_precision_slowdown(precision)
@@ -464,7 +464,7 @@ def fit(cfg: RunConfig, model: torch.nn.Module, objective: Objective, train_set:
                 if evaluate_now and on_eval is not None and acc.is_main_process:  # after the row is logged: a run
                     on_eval(step, row)  # that on_eval stops (a pruned trial) keeps its last evaluation
                 progress.update(bar, completed=step, status=status_text(row))
-                if show_progress and acc.is_main_process and not evaluate_now and not stderr.is_terminal:
+                if show_progress and acc.is_main_process and not evaluate_now and not live_display():
                     # a log file (a launcher's, a scheduler's) gets no live bar: a line per logged row instead
                     stderr.print(f"step {step:>6}/{max_steps}  {status_text(row)}")
                 last_row, window_start, window_tokens, window_metrics = row, time.time(), 0, MeanMetrics()
