@@ -1,8 +1,11 @@
 """The quickstart's corpus: standard-library docstrings and pydoc topics, found on every Python install."""
 
+import pytest
+
 from plmkit.quickstart import stdlib_paragraphs, write_stdlib_corpus
 
 
+@pytest.mark.slow  # builds the corpus twice (about 40 s); the quickstart in .ci/run builds it too
 def test_stdlib_corpus_is_large_clean_and_deterministic(tmp_path):
     paragraphs = stdlib_paragraphs()
     assert len(paragraphs) > 5000
