@@ -532,7 +532,8 @@ def render_model_card(cfg: RunConfig, report: dict, metrics: dict, kind: str, vo
     objective = ", ".join(f"{k}={v}" for k, v in vars(cfg.objective).items())
     lines = [
         "---", "library_name: transformers", f"pipeline_tag: {task}",
-        *_base_card_fields(cfg.init.from_).splitlines(), *_hub_dataset_line(cfg).splitlines(),
+        *_base_card_fields(cfg.init.from_).splitlines(),
+        *_card_datasets([cfg.data.hf_dataset] if cfg.data.source == "hf" and cfg.data.hf_dataset else []).splitlines(),
         "tags: [plmkit]", "---", "",
         f"# {cfg.run.name}", "",
         (f"A {cfg.model.arch if not cfg.init.from_ else 'continued ' + cfg.init.from_} model pre-trained "
@@ -752,17 +753,14 @@ def render_finetune_card(cfg: RunConfig, metrics: dict, scratch: bool, threshold
         use = ('from transformers import pipeline\n'
                f'pipe = pipeline("{task}", model="path/to/final", aggregation_strategy="simple")  # entity spans')
     hub = "" if scratch or Path(cfg.init.from_).expanduser().exists() else f"base_model: {cfg.init.from_}\n"
-    hub += ("" if scratch else _base_card_fields(cfg.init.from_)) + _card_datasets(cfg.task.train, cfg.task.validation)
+    from plmkit.tasks.io import is_hf_spec, parse_hf_spec
+
+    specs = [s for s in (cfg.task.train, cfg.task.validation) if s and is_hf_spec(s)]
+    hub += ("" if scratch else _base_card_fields(cfg.init.from_)) + _card_datasets(parse_hf_spec(s)[0] for s in specs)
     return (f"---\nlibrary_name: transformers\npipeline_tag: {task}\n{hub}tags: [plmkit]\n---\n\n# {cfg.run.name}\n\n"
             f"Fine-tuned with plmkit for `{cfg.task.name}` from {start} on {cfg.task.train} "
             f"(validation: {cfg.task.validation or 'held out from training'}).{how}\n\n| | |\n|---|---|\n{rows}\n\n"
             f"```python\n{use}\n```\n")
-
-
-def _hub_dataset_line(cfg: RunConfig) -> str:
-    """A pre-training card's `datasets:` line for data.hf_dataset when it is a hub dataset (no local folder)."""
-    name = cfg.data.hf_dataset if cfg.data.source == "hf" else None
-    return f"datasets: [{name}]\n" if name and not Path(name).expanduser().exists() else ""
 
 
 def _base_card_fields(init_from: str | None) -> str:
@@ -790,12 +788,9 @@ def _base_card_fields(init_from: str | None) -> str:
                    if isinstance(meta.get(key), (str, list)) and meta[key])
 
 
-def _card_datasets(*sources: str | None) -> str:
-    """A model card's `datasets:` line for the hub datasets among `sources` (hf:NAME[:CONFIG]:SPLIT whose NAME is
-    no local folder), else ""."""
-    from plmkit.tasks.io import is_hf_spec, parse_hf_spec
-
-    names = [parse_hf_spec(s)[0] for s in sources if s and is_hf_spec(s)]
+def _card_datasets(names) -> str:
+    """A model card's `datasets:` line for the hub datasets among the dataset `names` (those that are no local
+    folder), else ""."""
     hub = [n for n in dict.fromkeys(names) if not Path(n).expanduser().exists()]
     return f"datasets: [{', '.join(hub)}]\n" if hub else ""
 
