@@ -2,11 +2,11 @@
 # Tokens/s and MFU of `plm pretrain` on one GPU, bf16: GPT-2 124M (causal LM, 1,024-token blocks) and BERT-base
 # (masked LM, 512-token blocks), configs/pretrain/gpt2-124m.yaml and bert-base-mlm.yaml, on the quickstart's
 # standard-library corpus (built on the spot: no data has to be carried to the GPU machine). Run from the repo root:
-#   OUT=/tmp/gpu bash benchmarks/gpu.sh                 # STEPS=200 per model, torch.compile on
+#   OUT=/tmp/gpu bash benchmarks/gpu.sh                 # STEPS=200 per model, the configs as they are (compiled)
 #   STEPS=100 COMPILE=0 MODELS=gpt2 bash benchmarks/gpu.sh
 #   CPU_REHEARSAL=1 bash benchmarks/gpu.sh              # a CPU smoke run: 2 layers x 128, 128-token blocks, 5 steps
-# Env: STEPS, MODELS (gpt2 bert), COMPILE (1: train.compile, retried without it if the compiled run fails),
-# GPT_BATCH / BERT_BATCH (micro-batch; the configs' grad_accum stays), LOG_EVERY (20), EXTRA (more --set overrides),
+# Env: STEPS, MODELS (gpt2 bert), COMPILE (1: train.compile, retried without it if the compiled run fails; 0: eager),
+# GPT_BATCH / BERT_BATCH (micro-batch; default the configs' 32 and 128; their grad_accum stays), LOG_EVERY (20), EXTRA (more --set overrides),
 # OUT (results), WORK (run folders, shard cache). Prints one JSON line per model: the medians of the logged
 # tokens/s and MFU over the logging windows after the first two (compilation, warm-up), and what ran; with
 # EXTRA="--set train.profile_steps=3 --set train.profile_from=25", also the profile's share of GPU-busy time (the
@@ -51,8 +51,8 @@ fi
 
 run_model() {  # name config batch -> $OUT/<name>.{out,err}, $WORK/<name>/metrics.jsonl
   local name=$1 config=$2 batch=$3 compile=$4 args=()
-  [ "$REHEARSAL" != 1 ] && args+=(--set train.batch_size="$batch")
-  [ "$compile" = 1 ] && args+=(--set train.compile=true)
+  [ "$REHEARSAL" != 1 ] && [ -n "$batch" ] && args+=(--set train.batch_size="$batch")
+  args+=(--set train.compile="$([ "$compile" = 1 ] && echo true || echo false)")  # the configs set true
   # shellcheck disable=SC2206
   [ -n "${EXTRA:-}" ] && args+=($EXTRA)  # after COMMON, so that EXTRA's --set overrides win (on a GPU)
   # a rehearsal stays tiny, at auto precision, whatever EXTRA sets
@@ -63,8 +63,8 @@ run_model() {  # name config batch -> $OUT/<name>.{out,err}, $WORK/<name>/metric
 
 for model in $MODELS; do
   case $model in
-    gpt2) config=configs/pretrain/gpt2-124m.yaml; batch=${GPT_BATCH:-16} ;;
-    bert) config=configs/pretrain/bert-base-mlm.yaml; batch=${BERT_BATCH:-32} ;;
+    gpt2) config=configs/pretrain/gpt2-124m.yaml; batch=${GPT_BATCH:-} ;;
+    bert) config=configs/pretrain/bert-base-mlm.yaml; batch=${BERT_BATCH:-} ;;
     *) echo "gpu.sh: unknown model $model (gpt2 | bert)" >&2; continue ;;
   esac
   compiled=$COMPILE; compile_error=""

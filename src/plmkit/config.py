@@ -210,14 +210,14 @@ class TrainConfig:
     """The kernels SDPA attention may choose from (torch.nn.attention.sdpa_kernel), any of flash, efficient, cudnn,
     math; null: torch's own choice. E.g. [flash, efficient, cudnn] keeps it off the unfused math formula; a run whose
     attention no listed kernel supports stops with an error naming this setting."""
-    compiled_sdpa: str = "operator"
-    """With train.compile on CUDA, SDPA models run plmkit's attention (models/compiled_sdpa.py): operator | graph |
-    off. Both operator and graph pass no attention mask where a batch has no padding (transformers 5.17 builds an
+    compiled_sdpa: str = "graph"
+    """With train.compile on CUDA, SDPA models run plmkit's attention (models/compiled_sdpa.py): graph | operator |
+    off. Both graph and operator pass no attention mask where a batch has no padding (transformers 5.17 builds an
     all-true or causal mask while torch.compile traces, which keeps SDPA off its fused kernels with dropout, and off
-    its causal shortcut). operator: attention with dropout and no mask runs as one operation that torch.compile
-    calls without tracing into, so the eager dispatcher picks its kernel; its backward pass recomputes attention's
-    forward pass from the same random state. graph: SDPA traced into the compiled graph, no recomputation. off:
-    SDPA as transformers runs it."""
+    its causal shortcut). graph: SDPA traced into the compiled graph (BERT-base on an H200: 30.6% MFU against
+    operator's 20.6%; GPT-2 124M the same with both). operator: attention with dropout and no mask runs as one
+    operation that torch.compile calls without tracing into, so the eager dispatcher picks its kernel; its backward
+    pass recomputes attention's forward pass from the same random state. off: SDPA as transformers runs it."""
     gradient_checkpointing: bool = False
     """Recompute activations in the backward pass to save memory."""
     profile_steps: int = 0
