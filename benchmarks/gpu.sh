@@ -6,8 +6,9 @@
 #   STEPS=100 COMPILE=0 MODELS=gpt2 bash benchmarks/gpu.sh
 #   CPU_REHEARSAL=1 bash benchmarks/gpu.sh              # a CPU smoke run: 2 layers x 128, 128-token blocks, 5 steps
 # Env: STEPS, MODELS (gpt2 bert), COMPILE (1: train.compile, retried without it if the compiled run fails; 0: eager),
-# GPT_BATCH / BERT_BATCH (micro-batch; default the configs' 32 and 128; their grad_accum stays), LOG_EVERY (20), EXTRA (more --set overrides),
-# OUT (results), WORK (run folders, shard cache). Prints one JSON line per model: the medians of the logged
+# GPT_BATCH / BERT_BATCH (micro-batch; default the configs' 32 and 128; their grad_accum stays), RUN_LIMIT (seconds
+# per run, 0: none; a run it stops is summed up from the rows it logged and says stopped_by_limit_s), LOG_EVERY
+# (20), EXTRA (more --set overrides), OUT (results), WORK (run folders, shard cache). Prints one JSON line per model: the medians of the logged
 # tokens/s and MFU over the logging windows after the first two (compilation, warm-up), and what ran; with
 # EXTRA="--set train.profile_steps=3 --set train.profile_from=25", also the profile's share of GPU-busy time (the
 # windows holding profiled steps are then left out of the medians)
@@ -57,8 +58,9 @@ run_model() {  # name config batch -> $OUT/<name>.{out,err}, $WORK/<name>/metric
   [ -n "${EXTRA:-}" ] && args+=($EXTRA)  # after COMMON, so that EXTRA's --set overrides win (on a GPU)
   # a rehearsal stays tiny, at auto precision, whatever EXTRA sets
   [ "$REHEARSAL" = 1 ] && args+=(--set train.batch_size=4 --set train.grad_accum=1 --set train.precision=auto)
-  python3 -m plmkit pretrain "$config" "${COMMON[@]}" "${args[@]}" --set "run.output_dir=$WORK/$name" \
-    > "$OUT/$name.out" 2> "$OUT/$name.err"
+  # RUN_LIMIT: a run stopped at its limit is still summed up below from the rows it logged (0: no limit)
+  timeout -k 5 "${RUN_LIMIT:-0}" python3 -m plmkit pretrain "$config" "${COMMON[@]}" "${args[@]}" \
+    --set "run.output_dir=$WORK/$name" > "$OUT/$name.out" 2> "$OUT/$name.err"
 }
 
 for model in $MODELS; do
@@ -69,7 +71,7 @@ for model in $MODELS; do
   esac
   compiled=$COMPILE; compile_error=""
   run_model "$model" "$config" "$batch" "$compiled"; rc=$?
-  if [ $rc != 0 ] && [ "$compiled" = 1 ]; then
+  if [ $rc != 0 ] && [ $rc != 124 ] && [ $rc != 137 ] && [ "$compiled" = 1 ]; then  # not one its limit stopped
     compile_error=$(tail -3 "$OUT/$model.err" | tr '\n"' ' _')
     compiled=0; run_model "$model" "$config" "$batch" 0; rc=$?
   fi
@@ -82,6 +84,8 @@ res = {"model": name, "config": config, "rc": int(rc), "steps": int(steps), "com
        "cpu_rehearsal": rehearsal == "1", **json.load(open(f"{out}/env.json"))}
 if compile_error:
     res["compile_failed"] = compile_error.strip()
+if rc in ("124", "137"):  # the medians below are then those of the rows written before the stop
+    res["stopped_by_limit_s"] = int(os.environ.get("RUN_LIMIT", "0"))
 err = open(f"{out}/{name}.err", errors="replace").read()
 for pattern, key in ((r"model FLOPs (\S+) per token; MFU against (.*)", ("flops_per_token", "peak")),
                      (r"precision (\S+), (\S+) attention, (\S+) AdamW(.*)", ("precision", "attention", "adamw", "extras"))):

@@ -60,7 +60,7 @@ for variant in "${variants[@]}"; do
   mkdir -p "$W/$name"
   MODELS=$model STEPS=$steps LOG_EVERY=10 OUT="$W/$name" WORK="$W/work" \
     EXTRA="--set train.profile_steps=3 --set train.profile_from=$PROFILE_FROM $extra" \
-    timeout -k 5 "$limit" bash benchmarks/gpu.sh > "$W/$name/gpu.out" 2> "$W/$name/gpu.err"
+    RUN_LIMIT=$limit timeout -k 5 "$((limit + 30))" bash benchmarks/gpu.sh > "$W/$name/gpu.out" 2> "$W/$name/gpu.err"
   rc=$?
   # gpu.sh copies the metrics and the profile summary itself, but not for a run that this limit stopped
   cp -r "$W/work/$model/profile" "$W/$name/" 2>/dev/null

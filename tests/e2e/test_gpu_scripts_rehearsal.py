@@ -33,3 +33,18 @@ def test_gpu_all_rehearsal_reports_every_variant(tmp_path):
     # a CPU has no fused attention with dropout: the rehearsal swaps in [flash, math], which it can run
     assert runs["bert-fused-sdpa"]["extra"] == "--set train.sdpa_backends=[flash,math]"
     assert (tmp_path / "attention_gpt2.json").is_file()
+
+
+@pytest.mark.slow
+def test_gpu_sh_sums_up_a_run_its_limit_stopped(tmp_path):
+    """A BERT-base run on an H200 was stopped by its limit while it wrote final/, after all its logged rows, and
+    gpu.sh printed nothing for it: its medians had to be worked out by hand. RUN_LIMIT now stops the run, not gpu.sh,
+    which sums up the rows logged before the stop."""
+    env = {**os.environ, "CPU_REHEARSAL": "1", "OUT": str(tmp_path / "out"), "WORK": str(tmp_path / "work"),
+           "MODELS": "gpt2", "STEPS": "100000", "LOG_EVERY": "2", "RUN_LIMIT": "45"}
+    run = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu.sh")], env=env, capture_output=True, text=True,
+                         timeout=300, check=True)
+    result = json.loads(run.stdout.strip().splitlines()[-1])
+    assert result["rc"] == 124 and result["stopped_by_limit_s"] == 45, result
+    assert result["windows"] >= 3 and result["tokens_per_s_median"] > 0, result
+    assert "compile_failed" not in result  # a stopped compiled run is not rerun eagerly
