@@ -47,4 +47,3 @@ def test_gpu_sh_sums_up_a_run_its_limit_stopped(tmp_path):
     result = json.loads(run.stdout.strip().splitlines()[-1])
     assert result["rc"] == 124 and result["stopped_by_limit_s"] == 45, result
     assert result["windows"] >= 3 and result["tokens_per_s_median"] > 0, result
-    assert "compile_failed" not in result  # a stopped compiled run is not rerun eagerly
