@@ -282,7 +282,7 @@ def _two_stack_spec(name: str, source: str, config: dict, seq_len: int | None, o
             gen = transformers.ElectraForMaskedLM(gen_config)
         shared = sum(p.numel() for p in gen.electra.embeddings.parameters())  # the discriminator's, once
         parameters = disc.num_parameters() + gen.num_parameters() - shared
-        embedding = _embedding_parameters(disc)
+        embedding = sum(w.numel() for w in flops.embedding_tables(disc).values())
         per_token = (flops.module_flops_per_token(disc, seq_len)  # as the training loop counts them
                      + flops.module_flops_per_token(gen, seq_len, head_fraction=settings.mask_prob))
         stacks = (Stack(_stack_shape(disc_config), seq_len, 0.0),
@@ -300,7 +300,7 @@ def _two_stack_spec(name: str, source: str, config: dict, seq_len: int | None, o
         t5_config = transformers.T5Config(**config)
         with torch.device("meta"):
             t5 = transformers.T5ForConditionalGeneration(t5_config)
-        parameters, embedding = t5.num_parameters(), _embedding_parameters(t5)
+        parameters, embedding = t5.num_parameters(), sum(w.numel() for w in flops.embedding_tables(t5).values())
         per_token = flops.module_flops_per_token(t5, seq_len, head_fraction=head)
         encoder = _stack_shape(t5_config, t5_config.num_layers)
         decoder = _stack_shape(t5_config, t5_config.num_decoder_layers or t5_config.num_layers)
@@ -312,14 +312,6 @@ def _two_stack_spec(name: str, source: str, config: dict, seq_len: int | None, o
               if isinstance(module, torch.nn.ModuleList) for layer in module]
     built = Built(parameters, embedding, per_token, max([vocab_matrix, *layers]), stacks, note)
     return ModelSpec(name, shape, seq_len, head, source, built=built)
-
-
-def _embedding_parameters(model) -> int:
-    """Parameters of the lookup tables (nn.Embedding: tokens, positions, token types, relative position buckets)."""
-    import torch
-
-    tables = {id(m.weight): m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Embedding)}
-    return sum(tables.values())  # a table shared by several modules (T5's encoder and decoder) once
 
 
 def _stack_shape(config, num_layers: int | None = None) -> flops.ModelShape:

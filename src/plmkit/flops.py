@@ -152,6 +152,13 @@ def parameter_flops(p: nn.Parameter) -> int:
     return (4 + 2 * p.requires_grad) * getattr(p, "ds_numel", p.numel())
 
 
+def embedding_tables(model: nn.Module) -> dict[int, nn.Parameter]:
+    """The lookup tables' weights (nn.Embedding: tokens, positions, token types, relative position buckets) by id: a
+    table shared by several modules (T5's encoder and decoder) once. Lookups cost no FLOPs; `plm estimate` counts
+    their parameters apart."""
+    return {id(m.weight): m.weight for m in model.modules() if isinstance(m, nn.Embedding)}
+
+
 def module_flops_per_token(model: nn.Module, seq_len: float, head_fraction: float = 1.0) -> float:
     """Training FLOPs per token of a live transformers model (any head, LoRA adapters included).
 
@@ -164,7 +171,7 @@ def module_flops_per_token(model: nn.Module, seq_len: float, head_fraction: floa
     head run at `head_fraction` (target length / input length) of the positions, and each decoder position attends
     to head_fraction·seq_len decoder and seq_len encoder positions."""
     base = getattr(model, "base_model", model)
-    embedding = {id(m.weight) for m in model.modules() if isinstance(m, nn.Embedding)}
+    embedding = set(embedding_tables(model))
     in_base = {id(p) for p in base.parameters()}
 
     body = sum(parameter_flops(p) for p in model.parameters() if id(p) not in embedding and id(p) in in_base)
