@@ -467,16 +467,16 @@ def _claim_run_dir(run_dir: Path, *, resume: bool, overwrite: bool, write: bool 
     if existing and not (resume or overwrite):
         raise PlmError(f"{run_dir} already holds a run ({', '.join(existing)}); pass --resume to continue it, "
                        "--overwrite to start again, or set run.output_dir to another folder")
-    if overwrite and not resume:
+    clear = overwrite and not resume
+    if clear:
         _refuse_foreign_tokenizer(run_dir / "tokenizer", "--overwrite would delete it")
     if not write:
         return
-    if overwrite and not resume:
-        for path in (run_dir / name for name in WRITTEN):
-            if path.is_dir():
-                shutil.rmtree(path)
-            elif path.exists():
-                path.unlink()
+    for path in (run_dir / name for name in WRITTEN if clear):
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
     run_dir.mkdir(parents=True, exist_ok=True)
 
 
