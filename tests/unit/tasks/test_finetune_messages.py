@@ -12,8 +12,9 @@ from plmkit import api
 
 def test_unused_model_settings_are_named_and_final_is_readable(task_files, finetune_cfg, tmp_path, capsys, squash):
     train, dev = task_files("classification", tmp_path / "data", n_train=32, n_dev=8)
+    # learning rates of 1e-12: the second (last) evaluation scores as the first, so patience 1 runs out there
     cfg = finetune_cfg("classification", train, dev, tmp_path / "run", "train.epochs=2", "model.dropout=0.0",
-                       "eval.patience=1")
+                       "eval.patience=1", "train.lr=1e-12", "train.head_lr=1e-12")
     old = os.umask(0o022)
     try:
         api.finetune(cfg, show_progress=True)
@@ -24,3 +25,14 @@ def test_unused_model_settings_are_named_and_final_is_readable(task_files, finet
     assert squash("early stopping") not in err  # patience 1 met at the last evaluation stops nothing
     weights = tmp_path / "run" / "final" / "model.safetensors"
     assert stat.S_IMODE(weights.stat().st_mode) == 0o644
+
+
+def test_patience_that_runs_out_before_the_last_step_is_announced(task_files, finetune_cfg, tmp_path, capsys, squash):
+    """The run above with a third epoch: the same evaluation now stops the run, and says so (so the test above
+    shows the last step's silence, not a patience that never ran out)."""
+    train, dev = task_files("classification", tmp_path / "data", n_train=32, n_dev=8)
+    cfg = finetune_cfg("classification", train, dev, tmp_path / "run", "train.epochs=3", "model.dropout=0.0",
+                       "eval.patience=1", "train.lr=1e-12", "train.head_lr=1e-12")
+    result = api.finetune(cfg, show_progress=True)
+    assert squash("early stopping") in squash(capsys.readouterr().err)
+    assert result.metrics["steps"] == 8  # 32 examples in batches of 8: stopped after the second of three epochs
