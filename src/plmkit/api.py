@@ -342,6 +342,15 @@ def _check_init_kind(source: str, kind: str, objective: str) -> None:
                        "models; set init.from to such a checkpoint, or pick another objective")
 
 
+def warn_unused_settings(cfg: RunConfig) -> None:
+    """Name the model.* and tokenizer.train.* settings that fine-tuning from init.from does not use (once, on the
+    first process): `plm finetune`, `plm compare` and `plm tune` call it."""
+    unused = _unused_with_init_from(cfg)
+    if unused and first_process():
+        stderr.print(f"[yellow]warning: fine-tuning takes the model and its tokenizer as {cfg.init.from_} has them "
+                     f"(with --scratch, its architecture), so these settings are not used: {', '.join(unused)}")
+
+
 def _unused_with_init_from(cfg: RunConfig) -> list[str]:
     """The model.* and tokenizer.train.* settings that differ from their defaults: a run with init.from takes the
     model and the tokenizer as they are, so these change nothing (a config written for training from scratch)."""
@@ -584,10 +593,8 @@ def finetune(cfg: RunConfig, *, scratch: bool = False, resume: bool = False, ove
     from plmkit.tasks.base import check_unknown_tokens, draw_examples
 
     check_finetune_config(cfg)
-    unused = _unused_with_init_from(cfg)
-    if unused and resumable and first_process():  # plm finetune's own runs (compare and tune make many)
-        stderr.print(f"[yellow]warning: fine-tuning takes the model and its tokenizer as {cfg.init.from_} has them "
-                     f"(with --scratch, its architecture), so these settings are not used: {', '.join(unused)}")
+    if resumable:  # plm finetune's own runs; compare and tune make many, and say it once themselves
+        warn_unused_settings(cfg)
     # before the run folder: a model path that is wrong leaves nothing behind
     tokenizer = load_tokenizer(cfg.tokenizer.pretrained or cfg.init.from_, source=tokenizer_source(cfg))
     run_dir, accelerator = _open_run(cfg, resume=resume, overwrite=overwrite)

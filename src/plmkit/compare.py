@@ -98,9 +98,11 @@ def compare(cfg: RunConfig, *, sizes: Sequence[int] = DEFAULT_SIZES, seeds: int 
                        "give the seeds themselves")
     if not seeds or len(set(seeds)) < len(seeds) or not all(0 <= s < 2**32 for s in seeds):
         raise PlmError(f"seeds must be a count >= 1 or distinct numbers in [0, 2**32 - 1]; got {given}")
-    from plmkit.api import check_finetune_config
+    from plmkit.api import check_finetune_config, warn_unused_settings
 
     check_finetune_config(cfg)
+    if set(arms) - {STATIC}:  # the pretrained and scratch arms take init.from's model (or its architecture)
+        warn_unused_settings(cfg)
     if static_vectors is not None:
         _check_static(cfg, static_vectors)
     out = Path(out) if out is not None else Path(str(cfg.run.output_dir).rstrip("/") + "-compare")

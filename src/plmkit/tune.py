@@ -121,6 +121,10 @@ def build_space(cfg: RunConfig, params: Sequence[str] = ()) -> dict[str, BaseDis
     if unused:
         raise ConfigError(f"--param {', '.join(unused)}: only LoRA uses it, and this search fine-tunes every weight; "
                           "add --lora (adapter.name=lora) or leave it out")
+    fixed = [key for key in space if key.startswith(("model.", "tokenizer."))]
+    if fixed:
+        raise ConfigError(f"--param {', '.join(fixed)}: fine-tuning takes the model and its tokenizer as init.from "
+                          "has them, so every trial would be the same run; leave it out")
     return space
 
 
@@ -207,6 +211,9 @@ def tune(cfg: RunConfig, *, trials: int, out: str | Path | None = None, space: S
             raise ConfigError(str(e).replace(str(draft), str(base))) from None
     _claim_search_dir(out, overwrite)
     save_config(cfg, base)
+    from plmkit.api import warn_unused_settings
+
+    warn_unused_settings(cfg)  # once: the trials' own runs do not say it
 
     verbosity = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # our own line per trial instead of optuna's log records
