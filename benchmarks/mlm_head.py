@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
 import time
 
 import torch
@@ -36,7 +37,8 @@ def main() -> None:
 
     docs = stdlib_paragraphs()[:4000]
     tok_cfg = TokenizerConfig(train=TokenizerTrainConfig(algorithm="wordpiece", vocab_size=args.vocab))
-    tokenizer = train_tokenizer(docs, tok_cfg, "bert", "/tmp/plm-bench-tokenizer", show_progress=False)
+    with tempfile.TemporaryDirectory() as folder:  # no fixed path: two runs at once, or another user's, do not clash
+        tokenizer = train_tokenizer(docs, tok_cfg, "bert", folder, show_progress=False)
     ids = tokenizer("\n".join(docs), add_special_tokens=False)["input_ids"]
     torch.manual_seed(0)
     model = build_model(ModelConfig(arch="bert", hidden_size=args.hidden, num_layers=args.layers,
