@@ -7,12 +7,12 @@
 #   CPU_REHEARSAL=1 bash benchmarks/gpu.sh              # a CPU smoke run: 2 layers x 128, 128-token blocks, 5 steps
 # Env: STEPS, MODELS (gpt2 bert), COMPILE (1: train.compile, retried without it if the compiled run fails; 0: eager),
 # GPT_BATCH / BERT_BATCH (micro-batch; default the configs' 32 and 128; their grad_accum stays), RUN_LIMIT (seconds
-# per run, 0: none; a run it stops is summed up from the rows it logged and says stopped_by_limit_s), LOG_EVERY
-# (20), EXTRA (more --set overrides), OUT (results), WORK (run folders, shard cache). Prints one JSON line per model: the medians of the logged
-# tokens/s and MFU over the logging windows after the first two (compilation, warm-up), and what ran; with
-# EXTRA="--set train.profile_steps=3 --set train.profile_from=25", also the profile's share of GPU-busy time (the
-# windows holding profiled steps are then left out of the medians)
-# (WORK/<model>/profile/ holds its operator table and trace).
+# per model, the first model's counted from this script's start; 0: none; a run it stops is summed up from the rows
+# it logged and says stopped_by_limit_s), LOG_EVERY (20), EXTRA (more --set overrides), OUT (results), WORK (run
+# folders, shard cache). Prints one JSON line per model: the medians of the logged tokens/s and MFU over the logging
+# windows after the first two (compilation, warm-up), and what ran; with EXTRA="--set train.profile_steps=3 --set
+# train.profile_from=25", also the profile's share of GPU-busy time (the windows holding profiled steps are then left
+# out of the medians; WORK/<model>/profile/ holds its operator table and trace).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/plm-gpu-bench}; WORK=${WORK:-/tmp/plm-gpu-bench-work}; mkdir -p "$OUT" "$WORK"
@@ -22,6 +22,9 @@ STEPS=${STEPS:-$([ "$REHEARSAL" = 1 ] && echo 5 || echo 200)}
 LOG_EVERY=${LOG_EVERY:-$([ "$REHEARSAL" = 1 ] && echo 1 || echo 20)}
 COMPILE=${COMPILE:-$([ "$REHEARSAL" = 1 ] && echo 0 || echo 1)}
 MODELS=${MODELS:-gpt2 bert}
+RUN_LIMIT=${RUN_LIMIT:-0}
+if ! [[ $RUN_LIMIT =~ ^[0-9]+$ ]]; then echo "gpu.sh: RUN_LIMIT is whole seconds (0: no limit), not '$RUN_LIMIT'" >&2; exit 2; fi
+turn_start=$SECONDS  # RUN_LIMIT counts from here for the first model (this start-up included), then per model
 
 source benchmarks/gpu_wheels.sh  # omegaconf from .gpu_wheels/ where it is missing
 if [ "$REHEARSAL" != 1 ] && ! python3 -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)"; then
@@ -58,8 +61,13 @@ run_model() {  # name config batch -> $OUT/<name>.{out,err}, $WORK/<name>/metric
   [ -n "${EXTRA:-}" ] && args+=($EXTRA)  # after COMMON, so that EXTRA's --set overrides win (on a GPU)
   # a rehearsal stays tiny, at auto precision, whatever EXTRA sets
   [ "$REHEARSAL" = 1 ] && args+=(--set train.batch_size=4 --set train.grad_accum=1 --set train.precision=auto)
-  # RUN_LIMIT: a run stopped at its limit is still summed up below from the rows it logged (0: no limit)
-  timeout -k 5 "${RUN_LIMIT:-0}" python3 -m plmkit pretrain "$config" "${COMMON[@]}" "${args[@]}" \
+  local limit=()  # RUN_LIMIT: a run stopped at its limit is still summed up below from the rows it logged
+  if [ "$RUN_LIMIT" -gt 0 ]; then
+    local left=$((RUN_LIMIT - (SECONDS - turn_start)))
+    [ "$left" -lt 1 ] && return 124
+    limit=(timeout --foreground -k 5 "$left")  # --foreground: Ctrl-C still reaches the run
+  fi
+  "${limit[@]}" python3 -m plmkit pretrain "$config" "${COMMON[@]}" "${args[@]}" \
     --set "run.output_dir=$WORK/$name" > "$OUT/$name.out" 2> "$OUT/$name.err"
 }
 
@@ -71,21 +79,23 @@ for model in $MODELS; do
   esac
   compiled=$COMPILE; compile_error=""
   run_model "$model" "$config" "$batch" "$compiled"; rc=$?
-  if [ $rc != 0 ] && [ $rc != 124 ] && [ $rc != 137 ] && [ "$compiled" = 1 ]; then  # not one its limit stopped
+  stopped() { [ "$RUN_LIMIT" -gt 0 ] && { [ "$rc" = 124 ] || [ "$rc" = 137 ]; }; }
+  if [ $rc != 0 ] && ! stopped && [ "$compiled" = 1 ]; then  # the eager rerun gets the time that is left
     compile_error=$(tail -3 "$OUT/$model.err" | tr '\n"' ' _')
     compiled=0; run_model "$model" "$config" "$batch" 0; rc=$?
   fi
+  stopped && limited=$RUN_LIMIT || limited=0
   cp "$WORK/$model/metrics.jsonl" "$OUT/${model}_metrics.jsonl" 2>/dev/null
   cp "$WORK/$model/profile/summary.json" "$OUT/${model}_profile.json" 2>/dev/null
-  python3 - "$OUT" "$model" "$config" "$rc" "$compiled" "$compile_error" "$STEPS" "$REHEARSAL" <<'PY'
+  python3 - "$OUT" "$model" "$config" "$rc" "$compiled" "$compile_error" "$STEPS" "$REHEARSAL" "$limited" <<'PY'
 import json, os, re, statistics, sys
-out, name, config, rc, compiled, compile_error, steps, rehearsal = sys.argv[1:]
+out, name, config, rc, compiled, compile_error, steps, rehearsal, limited = sys.argv[1:]
 res = {"model": name, "config": config, "rc": int(rc), "steps": int(steps), "compile": compiled == "1",
        "cpu_rehearsal": rehearsal == "1", **json.load(open(f"{out}/env.json"))}
 if compile_error:
     res["compile_failed"] = compile_error.strip()
-if rc in ("124", "137"):  # the medians below are then those of the rows written before the stop
-    res["stopped_by_limit_s"] = int(os.environ.get("RUN_LIMIT", "0"))
+if limited != "0":  # the medians below are then those of the rows written before the stop
+    res["stopped_by_limit_s"] = int(limited)
 err = open(f"{out}/{name}.err", errors="replace").read()
 for pattern, key in ((r"model FLOPs (\S+) per token; MFU against (.*)", ("flops_per_token", "peak")),
                      (r"precision (\S+), (\S+) attention, (\S+) AdamW(.*)", ("precision", "attention", "adamw", "extras"))):
@@ -121,4 +131,5 @@ print(json.dumps(res))
 with open(f"{out}/summary.jsonl", "a") as f:
     f.write(json.dumps(res) + "\n")
 PY
+  turn_start=$SECONDS
 done

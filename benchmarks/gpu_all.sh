@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # A GPU session's measurements: which attention kernel SDPA picks and how fast each runs
 # (benchmarks/gpu_attention.py, at BERT-base's and GPT-2's shapes), then benchmarks/gpu.sh once per variant in RUNS,
-# each under its own time limit and with a 3-step profile. The default, the two configs as they are with the
-# attention checks, takes about 8 minutes of device time; without the checks it fits one call of 5 minutes (a call
-# may take at most 10). Run from the repo root:
+# each under its own time limit and with a 3-step profile. The default, the two configs as they are, with the
+# attention checks takes up to 2 x 125 + 180 + 270 s, more than one device call may (10 minutes): run it without the
+# checks (about 5 minutes), or the checks alone with RUNS="". Run from the repo root:
 #   ATTENTION="" OUT=/tmp/gpu bash benchmarks/gpu_all.sh           # GPT-2 124M and BERT-base as configured
 #   RUNS="gpt2=gpt2|;gpt2-b16=gpt2|--set train.batch_size=16 --set train.grad_accum=4" ATTENTION=gpt2 OUT=/tmp/gpu \
 #     bash benchmarks/gpu_all.sh                                     # variants: --set overrides after the '|'
@@ -18,7 +18,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/plm-gpu-all}; W=$(mktemp -d /tmp/plm-gpu-all.XXXX); mkdir -p "$OUT"
 REHEARSAL=${CPU_REHEARSAL:-0}
-RUNS=${RUNS:-"gpt2=gpt2|;bert=bert|"}
+RUNS=${RUNS-"gpt2=gpt2|;bert=bert|"}  # RUNS="": the attention checks alone
 GPT_STEPS=${GPT_STEPS:-$([ "$REHEARSAL" = 1 ] && echo 8 || echo 50)}
 BERT_STEPS=${BERT_STEPS:-$([ "$REHEARSAL" = 1 ] && echo 8 || echo 50)}
 PROFILE_FROM=$([ "$REHEARSAL" = 1 ] && echo 4 || echo 25)
@@ -61,13 +61,13 @@ for variant in "${variants[@]}"; do
   MODELS=$model STEPS=$steps LOG_EVERY=10 OUT="$W/$name" WORK="$W/work" \
     EXTRA="--set train.profile_steps=3 --set train.profile_from=$PROFILE_FROM $extra" \
     RUN_LIMIT=$limit timeout -k 5 "$((limit + 30))" bash benchmarks/gpu.sh > "$W/$name/gpu.out" 2> "$W/$name/gpu.err"
-  rc=$?
-  # gpu.sh copies the metrics and the profile summary itself, but not for a run that this limit stopped
+  rc=$?  # gpu.sh stops its run at RUN_LIMIT and sums it up; this limit, 30 s later, is a safety net
+  # the profile's trace, and the metrics of a run that the safety net stopped (gpu.sh copies them otherwise)
   cp -r "$W/work/$model/profile" "$W/$name/" 2>/dev/null
   cp "$W/work/$model/metrics.jsonl" "$W/$name/metrics.jsonl" 2>/dev/null
   line=$(grep '^{' "$W/$name/gpu.out" | tail -1)
   [ -z "$line" ] && failed=1
-  why=$(tail -3 "$W/$name/gpu.err" "$W/work/$model.err" 2>/dev/null | grep -v '^$' | grep -v '^==>' | tail -2)
+  why=$(tail -3 "$W/$name/gpu.err" "$W/$name/$model.err" 2>/dev/null | grep -v '^$' | grep -v '^==>' | tail -2)
   python3 - "$name" "$rc" "$extra" "$line" "$why" <<'PY'
 import json, sys
 name, rc, extra, line, why = sys.argv[1:]

@@ -282,7 +282,7 @@ def _two_stack_spec(name: str, source: str, config: dict, seq_len: int | None, o
             gen = transformers.ElectraForMaskedLM(gen_config)
         shared = sum(p.numel() for p in gen.electra.embeddings.parameters())  # the discriminator's, once
         parameters = disc.num_parameters() + gen.num_parameters() - shared
-        embedding = sum(w.numel() for w in flops.embedding_tables(disc).values())
+        embedding = flops.embedding_parameters(disc)
         per_token = (flops.module_flops_per_token(disc, seq_len)  # as the training loop counts them
                      + flops.module_flops_per_token(gen, seq_len, head_fraction=settings.mask_prob))
         stacks = (Stack(_stack_shape(disc_config), seq_len, 0.0),
@@ -300,7 +300,7 @@ def _two_stack_spec(name: str, source: str, config: dict, seq_len: int | None, o
         t5_config = transformers.T5Config(**config)
         with torch.device("meta"):
             t5 = transformers.T5ForConditionalGeneration(t5_config)
-        parameters, embedding = t5.num_parameters(), sum(w.numel() for w in flops.embedding_tables(t5).values())
+        parameters, embedding = t5.num_parameters(), flops.embedding_parameters(t5)
         per_token = flops.module_flops_per_token(t5, seq_len, head_fraction=head)
         encoder = _stack_shape(t5_config, t5_config.num_layers)
         decoder = _stack_shape(t5_config, t5_config.num_decoder_layers or t5_config.num_layers)

@@ -159,6 +159,11 @@ def embedding_tables(model: nn.Module) -> dict[int, nn.Parameter]:
     return {id(m.weight): m.weight for m in model.modules() if isinstance(m, nn.Embedding)}
 
 
+def embedding_parameters(model: nn.Module) -> int:
+    """Parameters of the lookup tables (embedding_tables), each table once."""
+    return sum(w.numel() for w in embedding_tables(model).values())
+
+
 def module_flops_per_token(model: nn.Module, seq_len: float, head_fraction: float = 1.0) -> float:
     """Training FLOPs per token of a live transformers model (any head, LoRA adapters included).
 

@@ -121,10 +121,11 @@ def build_space(cfg: RunConfig, params: Sequence[str] = ()) -> dict[str, BaseDis
     if unused:
         raise ConfigError(f"--param {', '.join(unused)}: only LoRA uses it, and this search fine-tunes every weight; "
                           "add --lora (adapter.name=lora) or leave it out")
-    fixed = [key for key in space if key.startswith(("model.", "tokenizer."))]
+    fixed = [key for key in space if key.startswith(("model.", "tokenizer.train."))]
     if fixed:
         raise ConfigError(f"--param {', '.join(fixed)}: fine-tuning takes the model and its tokenizer as init.from "
-                          "has them, so every trial would be the same run; leave it out")
+                          "has them, so this setting is not used and every trial would be the same run; leave it "
+                          "out")
     return space
 
 

@@ -41,9 +41,16 @@ def test_gpu_sh_sums_up_a_run_its_limit_stopped(tmp_path):
     gpu.sh printed nothing for it: its medians had to be worked out by hand. RUN_LIMIT now stops the run, not gpu.sh,
     which sums up the rows logged before the stop."""
     env = {**os.environ, "CPU_REHEARSAL": "1", "OUT": str(tmp_path / "out"), "WORK": str(tmp_path / "work"),
-           "MODELS": "gpt2", "STEPS": "100000", "LOG_EVERY": "2", "RUN_LIMIT": "45"}
+           "MODELS": "gpt2", "STEPS": "100000", "LOG_EVERY": "2", "RUN_LIMIT": "120"}
     run = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu.sh")], env=env, capture_output=True, text=True,
                          timeout=300, check=True)
     result = json.loads(run.stdout.strip().splitlines()[-1])
-    assert result["rc"] == 124 and result["stopped_by_limit_s"] == 45, result
+    assert result["rc"] == 124 and result["stopped_by_limit_s"] == 120, result
     assert result["windows"] >= 3 and result["tokens_per_s_median"] > 0, result
+
+
+def test_gpu_sh_refuses_a_limit_that_is_not_whole_seconds(tmp_path):
+    env = {**os.environ, "CPU_REHEARSAL": "1", "OUT": str(tmp_path), "RUN_LIMIT": "2m"}
+    run = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu.sh")], env=env, capture_output=True, text=True,
+                         timeout=60, check=False)
+    assert run.returncode == 2 and "RUN_LIMIT is whole seconds" in run.stderr and not run.stdout

@@ -39,7 +39,7 @@ def two_steps(attention: str, backend: str | None = None):
 
 
 def test_same_losses_gradients_and_random_stream_as_sdpa_eager_and_compiled():
-    name = compiled_sdpa.register()
+    name = compiled_sdpa.register("operator")
     plain_losses, plain_grad, plain_next, _ = two_steps("sdpa")
     op_losses, op_grad, op_next, _ = two_steps(name)
     compiled_losses, compiled_grad, compiled_next, counter = two_steps(name, "aot_eager")
@@ -178,7 +178,7 @@ def test_evaluation_and_no_dropout_run_transformers_sdpa(dropout):
     model = BertForMaskedLM(BertConfig(**{**CONFIG, "attention_probs_dropout_prob": dropout})).eval()
     ids = torch.randint(0, 100, (2, 16))
     plain = model(input_ids=ids).logits
-    model.set_attn_implementation(compiled_sdpa.register())
+    model.set_attn_implementation(compiled_sdpa.register("operator"))
     assert torch.equal(model(input_ids=ids).logits, plain)
 
 

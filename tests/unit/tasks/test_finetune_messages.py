@@ -61,3 +61,6 @@ def test_tune_names_unused_model_settings_once_and_refuses_to_search_them(task_f
     assert squash(capsys.readouterr().err).count(squash(UNUSED)) == 1
     with pytest.raises(ConfigError, match=r"--param model.dropout: fine-tuning takes the model .* as init.from has"):
         build_space(cfg, ["model.dropout=0.0:0.3"])
+    with pytest.raises(ConfigError, match=r"--param tokenizer.train.vocab_size: fine-tuning takes"):
+        build_space(cfg, ["tokenizer.train.vocab_size=1000,2000"])
+    assert "tokenizer.pretrained" in build_space(cfg, ["tokenizer.pretrained=a,b"])  # fine-tuning does use this one
