@@ -545,8 +545,9 @@ def render_model_card(cfg: RunConfig, report: dict, metrics: dict, kind: str, vo
         *_card_datasets([cfg.data.hf_dataset] if cfg.data.source == "hf" and cfg.data.hf_dataset else []).splitlines(),
         "tags: [plmkit]", "---", "",
         f"# {cfg.run.name}", "",
-        (f"A {cfg.model.arch if not cfg.init.from_ else 'continued ' + cfg.init.from_} model pre-trained "
-         f"with plmkit ({cfg.objective.name})."), "",
+        (f"Pre-training continued with plmkit ({cfg.objective.name}) from {cfg.init.from_}." if cfg.init.from_ else
+         f"Pre-trained from random weights with plmkit ({cfg.objective.name}); architecture: "
+         f"{ARCH_NAMES.get(cfg.model.arch, cfg.model.arch)}."), "",
         "| | |", "|---|---|",
         f"| data | {source} |",
         f"| documents (train / validation) | {report.get('train_documents')} / {report.get('validation_documents')} |",
@@ -727,6 +728,11 @@ def _warn_overlap(train_raw, valid_raw, train_source, valid_source) -> None:
                      f"{train_source}; validation scores will be optimistic")
 
 
+ARCH_NAMES = {"bert": "BERT", "roberta": "RoBERTa", "gpt2": "GPT-2", "llama": "Llama", "electra": "ELECTRA",
+              "t5": "T5"}
+"""model.arch as a model card writes it."""
+
+
 def render_finetune_card(cfg: RunConfig, metrics: dict, scratch: bool, threshold: float | None = None) -> str:
     """A Hugging Face model card for a fine-tuned model: how it was trained, its scores, and a `pipeline` snippet
     that gives what `plm predict` gives (multi-label: every label's score and the tuned threshold; NER: entity
@@ -748,17 +754,19 @@ def render_finetune_card(cfg: RunConfig, metrics: dict, scratch: bool, threshold
     how = (f" It was trained with LoRA adapters (rank {cfg.adapter.r}, alpha {cfg.adapter.alpha}, on "
            f"{', '.join(cfg.adapter.target_modules)}), merged into the weights: no peft is needed to load it."
            if cfg.adapter.name == "lora" else "")
-    use = f'from transformers import pipeline\npipe = pipeline("{task}", model="path/to/final")'
+    cut_as_predict = f"truncation=True, max_length={getattr(cfg.task, 'max_length', 512)}"  # as plm predict cuts
+    use = (f'from transformers import pipeline\npipe = pipeline("{task}", model="path/to/final")\n'
+           f'pipe(["your text"], {cut_as_predict})  # cut where plm predict cuts (task.max_length)')
     if cfg.task.name == "multilabel":
         cut = threshold if threshold is not None else 0.5
         use = ('from transformers import pipeline\n'
                f'pipe = pipeline("{task}", model="path/to/final", top_k=None, function_to_apply="sigmoid")\n'
-               'scores = pipe(["your text"])[0]  # every label with its score\n'
+               f'scores = pipe(["your text"], {cut_as_predict})[0]  # every label with its score\n'
                f'labels = [s["label"] for s in scores if s["score"] >= {cut:g}]  '
                "# the threshold tuned on validation (config.json: plmkit_threshold)")
-    elif cfg.task.name == "ner":
+    elif cfg.task.name == "ner":  # a word takes its first sub-token's tag, as in training and plm predict
         use = ('from transformers import pipeline\n'
-               f'pipe = pipeline("{task}", model="path/to/final", aggregation_strategy="simple")  # entity spans')
+               f'pipe = pipeline("{task}", model="path/to/final", aggregation_strategy="first")  # entity spans')
     hub = "" if scratch or Path(cfg.init.from_).expanduser().exists() else f"base_model: {cfg.init.from_}\n"
     from plmkit.tasks.io import is_hf_spec, parse_hf_spec
 

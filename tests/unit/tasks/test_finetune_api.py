@@ -328,7 +328,7 @@ def test_the_multilabel_cards_pipeline_snippet_gives_what_predict_gives(finetune
 
 def test_the_ner_card_gives_entity_spans(finetuned):
     card = (finetuned("ner", *RUN["ner"]).final / "README.md").read_text(encoding="utf-8")
-    assert 'aggregation_strategy="simple"' in card
+    assert 'aggregation_strategy="first"' in card  # a word takes its first sub-token's tag, as in training
 
 
 @pytest.mark.parametrize("task", ["classification", "ner"])
@@ -353,3 +353,23 @@ def test_a_classifier_without_problem_type_is_scored_as_single_label(finetuned, 
     (folder / "config.json").write_text(json.dumps(config))
     assert api.evaluate(folder, None, run.dev, show_progress=False)["task"] == "classification"
     assert squash("names no problem_type: scored as single-label classification") in squash(capsys.readouterr().err)
+
+
+def test_the_classification_cards_snippet_cuts_long_texts_as_predict_does(finetuned, tmp_path):
+    """A text longer than the model's positions: the card's call, run as written, cuts it where plm predict cuts it
+    (it crashed before the card passed truncation) and gives predict's label and score."""
+    import re
+
+    run = finetuned("classification", *RUN["classification"])
+    card = (run.final / "README.md").read_text(encoding="utf-8")
+    snippet = re.search(r"```python\n(.*?)```", card, re.DOTALL).group(1)
+    text = " ".join(["the whitespace in each paragraph of a new list of words"] * 40)
+    data = tmp_path / "long.tsv"
+    data.write_text(f"sentence\n{text}\n", encoding="utf-8")
+    api.predict(run.final, "classification", data, tmp_path / "preds.jsonl", show_progress=False)
+    predicted = json.loads((tmp_path / "preds.jsonl").read_text().splitlines()[0])
+    scope: dict = {}
+    code = snippet.replace("path/to/final", str(run.final)).replace("your text", text)
+    exec(code.replace("\npipe([", "\nout = pipe(["), scope)  # noqa: S102
+    (result,) = scope["out"]
+    assert result["label"] == predicted["label"] and abs(result["score"] - predicted["score"]) < 1e-5

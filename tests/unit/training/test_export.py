@@ -48,6 +48,8 @@ def test_final_folder_layout_and_model_card(objective, final):
     assert card.startswith("---\nlibrary_name: transformers\n")
     assert f"| steps | {STEPS} |" in card
     assert f"with plmkit ({objective})" in card
+    arch = "BERT" if objective == "mlm" else "GPT-2"  # the architecture's name, not model.arch's "a gpt2 model"
+    assert f"Pre-trained from random weights with plmkit ({objective}); architecture: {arch}." in card
     assert ("pipeline_tag: fill-mask" if objective == "mlm" else "pipeline_tag: text-generation") in card
     assert AUTO[objective].__name__ in card
     vocab = len(json.loads((path / "tokenizer.json").read_text())["model"]["vocab"])
