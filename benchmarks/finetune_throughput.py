@@ -95,8 +95,9 @@ def run_trainer(rows, model_dir: str, args, out: Path) -> dict:
         output_dir=str(out / "trainer"), max_steps=args.steps, per_device_train_batch_size=BATCH, learning_rate=LR,
         weight_decay=0.01, adam_beta1=0.9, adam_beta2=0.98, adam_epsilon=1e-6, lr_scheduler_type="linear",
         warmup_steps=0, max_grad_norm=1.0, bf16=args.precision == "bf16", use_cpu=not torch.cuda.is_available(),
-        train_sampling_strategy="group_by_length" if args.trainer_group_by_length else "random", save_strategy="no", eval_strategy="no", report_to="none", disable_tqdm=args.quiet,
-        dataloader_num_workers=0, seed=args.seed, include_num_input_tokens_seen="non_padding")
+        train_sampling_strategy="group_by_length" if args.trainer_group_by_length else "random", save_strategy="no",
+        eval_strategy="no", report_to="none", disable_tqdm=args.quiet, dataloader_num_workers=0, seed=args.seed,
+        include_num_input_tokens_seen="non_padding")
     timer = trainer_timer(args.warmup)
     trainer = Trainer(model=model, args=training_args, train_dataset=train, processing_class=tokenizer,
                       data_collator=DataCollatorWithPadding(tokenizer), callbacks=[timer])

@@ -71,6 +71,8 @@ run_model() {  # name config batch -> $OUT/<name>.{out,err}, $WORK/<name>/metric
     --set "run.output_dir=$WORK/$name" > "$OUT/$name.out" 2> "$OUT/$name.err"
 }
 
+stopped() { [ "$RUN_LIMIT" -gt 0 ] && { [ "$rc" = 124 ] || [ "$rc" = 137 ]; }; }  # the last run's rc: its limit's?
+
 for model in $MODELS; do
   case $model in
     gpt2) config=configs/pretrain/gpt2-124m.yaml; batch=${GPT_BATCH:-} ;;
@@ -79,7 +81,6 @@ for model in $MODELS; do
   esac
   compiled=$COMPILE; compile_error=""
   run_model "$model" "$config" "$batch" "$compiled"; rc=$?
-  stopped() { [ "$RUN_LIMIT" -gt 0 ] && { [ "$rc" = 124 ] || [ "$rc" = 137 ]; }; }
   if [ $rc != 0 ] && ! stopped && [ "$compiled" = 1 ]; then  # the eager rerun gets the time that is left
     compile_error=$(tail -3 "$OUT/$model.err" | tr '\n"' ' _')
     compiled=0; run_model "$model" "$config" "$batch" 0; rc=$?

@@ -481,11 +481,12 @@ def _claim_run_dir(run_dir: Path, *, resume: bool, overwrite: bool, write: bool 
         _refuse_foreign_tokenizer(run_dir / "tokenizer", "--overwrite would delete it")
     if not write:
         return
-    for path in (run_dir / name for name in WRITTEN if clear):
-        if path.is_dir():
-            shutil.rmtree(path)
-        elif path.exists():
-            path.unlink()
+    if clear:
+        for path in (run_dir / name for name in WRITTEN):
+            if path.is_dir():
+                shutil.rmtree(path)
+            elif path.exists():
+                path.unlink()
     run_dir.mkdir(parents=True, exist_ok=True)
 
 
@@ -754,7 +755,7 @@ def render_finetune_card(cfg: RunConfig, metrics: dict, scratch: bool, threshold
     how = (f" It was trained with LoRA adapters (rank {cfg.adapter.r}, alpha {cfg.adapter.alpha}, on "
            f"{', '.join(cfg.adapter.target_modules)}), merged into the weights: no peft is needed to load it."
            if cfg.adapter.name == "lora" else "")
-    cut_as_predict = f"truncation=True, max_length={getattr(cfg.task, 'max_length', 512)}"  # as plm predict cuts
+    cut_as_predict = f"truncation=True, max_length={cfg.task.max_length}"  # fitted to the model's positions
     use = (f'from transformers import pipeline\npipe = pipeline("{task}", model="path/to/final")\n'
            f'pipe(["your text"], {cut_as_predict})  # cut where plm predict cuts (task.max_length)')
     if cfg.task.name == "multilabel":
@@ -971,11 +972,9 @@ def evaluate(model_dir: str | Path, task_name: str | None, data: str | Path, *, 
 
 def _data_path(data: str) -> str:
     """What identifies evaluation data: a file's resolved path, or a Hugging Face split's hf:NAME[:CONFIG]:SPLIT."""
-    from plmkit.tasks.io import is_hf_spec
+    from plmkit.tasks.io import is_hf_spec, parse_hf_spec
 
     if is_hf_spec(data):
-        from plmkit.tasks.io import parse_hf_spec
-
         name, config, split = parse_hf_spec(data)
         local = Path(name).expanduser()
         return ":".join(["hf", str(local.resolve()) if local.exists() else name, *([config] if config else []), split])

@@ -13,9 +13,9 @@ skip. `mask_forward` returns no mask in these cases.
 Two attention implementations share that mask function:
 - `plmkit_sdpa` (mode `operator`): attention with dropout and no mask through the operator
   (`torch.library.custom_op`), which keeps the kernel choice the eager dispatcher's: a fused kernel for bf16
-  attention with dropout and no mask (cuDNN's in the H200 profiles, torch 2.11). Its backward operator recomputes the forward pass from the saved inputs with
-  the random state the forward pass started from (the same dropout mask: torch.utils.checkpoint does the same), then
-  differentiates it: one more attention forward pass per layer, about a third of attention's share of the step.
+  attention with dropout and no mask (cuDNN's in the H200 profiles, torch 2.11). Its backward operator recomputes
+  the forward pass from the saved inputs with the random state the forward pass started from (the same dropout
+  mask: torch.utils.checkpoint does the same), then differentiates it: one more attention forward pass per layer, about a third of attention's share of the step.
 - `plmkit_sdpa_graph` (mode `graph`): transformers' own SDPA function, traced into the compiled graph. torch.compile
   asks SDPA's dispatcher for the kernel while it traces, with the same inputs, so without a mask it can take the
   fused kernel (dropout included) and save the operator's recomputation. It did: on an H200 (2026-11-28,
